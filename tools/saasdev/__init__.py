@@ -1,0 +1,1 @@
+"""Developer tool of saas_manager: find Odoo 18, run it locally, run the tests."""

@@ -1,0 +1,60 @@
+"""Command line of the developer tool: ``./dev run`` and ``./dev test``."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from . import run_cmd, test_cmd
+from .errors import ToolError
+from .workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def say(message):
+    print(
+        "[dev] " + message if message and not message.startswith(("\n", "!")) else message,
+        flush=True,
+    )
+
+
+def run_process(cmd, cwd=None, env=None, echo=False):
+    """Run a child; its output is shown live when ``echo``, else captured."""
+    if echo:
+        return subprocess.run(cmd, cwd=cwd, env=env, check=False)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+def parser():
+    root = argparse.ArgumentParser(prog="dev", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start a local SaaS manager (Odoo 18 + PostgreSQL)")
+    run.add_argument("--port", type=int, default=8069, help="HTTP port (default 8069)")
+    run.add_argument(
+        "--routing",
+        choices=("host", "subdomain"),
+        default="host",
+        help="dbfilter: host = ^%%h$ (default), subdomain = ^%%d$",
+    )
+    run.add_argument("--workers", type=int, default=2, help="Odoo workers (0 = threaded)")
+    test = sub.add_parser("test", help="lint, standalone tests and the Odoo test suite")
+    test.add_argument("--no-lint", action="store_true", help="skip ruff and pylint-odoo")
+    return root
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    ws = Workspace(REPO, say)
+    try:
+        if args.command == "run":
+            return run_cmd.main(
+                ws, run_process, port=args.port, routing=args.routing, workers=args.workers
+            )
+        return test_cmd.main(ws, run_process, lint=not args.no_lint)
+    except ToolError as exc:
+        print("dev %s: %s" % (args.command, exc), file=sys.stderr, flush=True)
+        return exc.status
+    except KeyboardInterrupt:
+        ws.close()
+        return 130

@@ -1,0 +1,65 @@
+"""The odoo.conf of this checkout.
+
+Written to ``.local/odoo.conf`` on every run from what the tool found (Odoo,
+PostgreSQL, ports) while keeping the secrets it generated the first time
+(``admin_passwd``, the saas_manager encryption key), so databases made by an
+earlier run stay readable.
+"""
+
+import base64
+import configparser
+import os
+import secrets
+
+#: dbfilter per routing mode (see CONFIGURATION.md, "Routing").
+DBFILTERS = {"host": "^%h$", "subdomain": "^%d$"}
+
+
+def _read(path):
+    parser = configparser.ConfigParser(interpolation=None)
+    if path.is_file():
+        parser.read(path, encoding="utf-8")
+    if not parser.has_section("options"):
+        parser.add_section("options")
+    return parser
+
+
+def new_fernet_key():
+    """A Fernet key (32 random bytes, urlsafe base64) without importing cryptography."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def write_conf(
+    path, *, odoo, addons_dir, data_dir, pg, http_port, routing="host", workers=0, dbfilter=None
+):
+    """Write the config and return it as a dict of options."""
+    parser = _read(path)
+    opts = parser["options"]
+    opts.setdefault("admin_passwd", secrets.token_urlsafe(24))
+    opts.setdefault("saas_manager_key", new_fernet_key())
+    addons = [str(p) for p in odoo.addons_paths] + [str(addons_dir)]
+    opts.update(
+        {
+            "addons_path": ",".join(addons),
+            "data_dir": str(data_dir),
+            "db_host": pg.host,
+            "db_port": str(pg.port),
+            "db_user": pg.user,
+            "db_password": pg.password or "False",
+            "list_db": "False",
+            "proxy_mode": "True",
+            "dbfilter": dbfilter or DBFILTERS[routing],
+            "http_interface": "127.0.0.1",
+            "http_port": str(http_port),
+            "gevent_port": str(http_port + 3),
+            "workers": str(workers),
+            "max_cron_threads": "1",
+            "without_demo": "all",
+            "log_level": "info",
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        parser.write(handle)
+    os.chmod(path, 0o600)
+    return dict(opts)

@@ -1,0 +1,167 @@
+"""``dev run``: a working SaaS manager on this machine, in the foreground.
+
+Steps, each idempotent: Odoo 18, venv, PostgreSQL, odoo.conf, the manager
+database with saas_manager installed (updated when the module's files changed
+since the last run), then Odoo itself until Ctrl-C.  Later features add steps
+to :data:`SETUP_STEPS` (template build, demo instance) without touching the
+rest.
+"""
+
+import hashlib
+import signal
+import subprocess
+
+from . import odoo_log, pgcluster
+from .errors import ToolError
+from .odoo_conf import write_conf
+
+MANAGER_DB = "manager.localhost"
+MODULE_PARTS = (
+    "__manifest__.py",
+    "__init__.py",
+    "models",
+    "views",
+    "security",
+    "data",
+    "wizards",
+    "controllers",
+    "engine",
+    "static",
+    "i18n",
+    "report",
+)
+
+
+def module_fingerprint(repo):
+    """Hash of the module's files: an unchanged module is not updated again."""
+    digest = hashlib.sha256()
+    for part in MODULE_PARTS:
+        path = repo / part
+        files = (
+            sorted(p for p in path.rglob("*") if p.is_file())
+            if path.is_dir()
+            else ([path] if path.is_file() else [])
+        )
+        for file in files:
+            digest.update(str(file.relative_to(repo)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def installed_state(ws, database):
+    """saas_manager's state in ``database`` ('' when the database or module is absent)."""
+    if database not in ws.databases():
+        return ""
+    return ws.psql(
+        "SELECT state FROM ir_module_module WHERE name = 'saas_manager';", database=database
+    )
+
+
+def ensure_manager_db(ws, run, conf):
+    """Create or update the manager database; fail on any WARNING/ERROR in its log."""
+    stamp = ws.local / "manager.fingerprint"
+    fingerprint = module_fingerprint(ws.repo)
+    state = installed_state(ws, MANAGER_DB)
+    if state == "installed" and stamp.is_file() and stamp.read_text() == fingerprint:
+        ws.say("manager: %s is up to date" % MANAGER_DB)
+        return
+    action = "-u" if state == "installed" else "-i"
+    logfile = ws.logs / "manager-install.log"
+    logfile.unlink(missing_ok=True)
+    ws.say(
+        "manager: %s saas_manager in %s (log: %s)"
+        % ("updating" if action == "-u" else "installing", MANAGER_DB, logfile)
+    )
+    proc = run(
+        ws.odoo_cmd(
+            conf,
+            "-d",
+            MANAGER_DB,
+            action,
+            "saas_manager",
+            "--stop-after-init",
+            "--logfile",
+            str(logfile),
+        ),
+        cwd=ws.repo,
+        env=ws.child_env(),
+    )
+    lines = logfile.read_text(encoding="utf-8", errors="replace").splitlines()
+    bad = odoo_log.analyse(lines, MANAGER_DB).bad_lines
+    if proc.returncode or bad or installed_state(ws, MANAGER_DB) != "installed":
+        raise ToolError(
+            "installing saas_manager in %s failed; see %s%s"
+            % (MANAGER_DB, logfile, (":\n  " + "\n  ".join(bad[:10])) if bad else "")
+        )
+    stamp.write_text(fingerprint)
+
+
+#: Extra idempotent setup steps, ``fn(ws, run, conf)``, run after the manager
+#: database exists and before the server starts.
+SETUP_STEPS = [ensure_manager_db]
+
+
+def serve(ws, conf, port):
+    """Odoo in the foreground; Ctrl-C stops it gracefully."""
+    ws.say(
+        "\n".join(
+            [
+                "",
+                "SaaS Manager is starting: http://%s:%d/odoo  (login: admin, password: admin)"
+                % (MANAGER_DB, port),
+                "Any browser resolves *.localhost to this machine. Stop with Ctrl-C.",
+                "",
+            ]
+        )
+    )
+    # Ctrl-C and a supervisor's SIGTERM both mean "stop everything cleanly".
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Odoo gets its own session so that the terminal's Ctrl-C reaches only us and
+    # Odoo receives exactly one SIGINT (a second one would force a hard stop).
+    proc = subprocess.Popen(ws.odoo_cmd(conf), cwd=ws.repo, env=ws.child_env(),
+                            start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_odoo(proc)
+
+
+def stop_odoo(proc):
+    """One SIGINT (graceful shutdown), then SIGKILL after 30 s; never leaves Odoo behind."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(ws, run, port=8069, routing="host", workers=2):
+    if not pgcluster.port_is_free(port) or not pgcluster.port_is_free(port + 3):
+        raise ToolError(
+            "port %d (HTTP) or %d (websocket) on 127.0.0.1 is busy; "
+            "stop what uses it or pass --port N" % (port, port + 3)
+        )
+    ws.find_odoo(required=True)
+    ws.prepare()
+    try:
+        conf = ws.local / "odoo.conf"
+        write_conf(
+            conf,
+            odoo=ws.odoo,
+            addons_dir=ws.addons_dir,
+            data_dir=ws.data_dir,
+            pg=ws.pg,
+            http_port=port,
+            routing=routing,
+            workers=workers,
+        )
+        for step in SETUP_STEPS:
+            step(ws, run, conf)
+        return serve(ws, conf, port)
+    finally:
+        ws.close()
