@@ -1,0 +1,32 @@
+{
+    "name": "SaaS Manager",
+    "version": "18.0.1.0.0",
+    "category": "Services/SaaS",
+    "summary": "Run an Odoo SaaS business: one database per client, cloned from templates",
+    "author": "saas_manager developers",
+    "website": "https://github.com/saas-manager/saas_manager",
+    "license": "LGPL-3",
+    "development_status": "Alpha",
+    "depends": ["base", "mail", "portal", "account"],
+    "external_dependencies": {
+        "python": ["psycopg2", "odoorpc", "requests", "cryptography"],
+    },
+    "data": [
+        "security/saas_security.xml",
+        "security/ir.model.access.csv",
+        "data/saas_data.xml",
+        "data/saas_plan_data.xml",
+        "data/saas_template_data.xml",
+        "views/saas_template_views.xml",
+        "views/saas_plan_views.xml",
+        "views/saas_instance_views.xml",
+        "views/saas_subscription_views.xml",
+        "views/res_partner_views.xml",
+        "views/res_config_settings_views.xml",
+        "views/saas_menus.xml",
+    ],
+    "assets": {
+        "web.assets_tests": ["saas_manager/static/tests/tours/*.js"],
+    },
+    "application": True,
+}

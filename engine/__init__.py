@@ -1,0 +1,6 @@
+"""saas_manager's engine: pure Python (stdlib, psycopg2, cryptography), no Odoo.
+
+The addon's models orchestrate; the engine does the work that touches
+PostgreSQL, the filestore and names.  It imports nothing from Odoo so it is
+tested on its own (``standalone_tests/``) against a real PostgreSQL.
+"""

@@ -1,0 +1,43 @@
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+from odoo.tools import config
+
+from ..engine import naming
+
+
+class ResConfigSettings(models.TransientModel):
+    _inherit = "res.config.settings"
+
+    saas_base_domain = fields.Char(
+        string="Base Domain", config_parameter="saas.base_domain",
+        help="Instances are reached at <subdomain>.<base domain>, e.g. example.com.")
+    saas_routing_mode = fields.Selection(
+        [(naming.ROUTING_HOST, "Full host name (dbfilter ^%h$)"),
+         (naming.ROUTING_SUBDOMAIN, "First label only (dbfilter ^%d$)")],
+        string="Routing Mode", config_parameter="saas.routing_mode",
+        default=naming.ROUTING_HOST)
+    saas_reserved_subdomains = fields.Char(
+        string="Reserved Subdomains", config_parameter="saas.reserved_subdomains",
+        help="Comma-separated subdomains no customer may take, on top of the built-in ones.")
+    saas_required_dbfilter = fields.Char(string="Required dbfilter",
+                                         compute="_compute_saas_dbfilter")
+    saas_server_dbfilter = fields.Char(string="Server dbfilter",
+                                       compute="_compute_saas_dbfilter")
+    saas_dbfilter_mismatch = fields.Boolean(compute="_compute_saas_dbfilter")
+
+    @api.depends("saas_routing_mode")
+    def _compute_saas_dbfilter(self):
+        server = config.get("dbfilter") or ""
+        for settings in self:
+            required = naming.dbfilter_for(settings.saas_routing_mode or naming.ROUTING_HOST)
+            settings.saas_required_dbfilter = required
+            settings.saas_server_dbfilter = server or self.env._("(not set)")
+            settings.saas_dbfilter_mismatch = server != required
+
+    @api.constrains("saas_base_domain")
+    def _check_saas_base_domain(self):
+        for settings in self.filtered("saas_base_domain"):
+            try:
+                naming.check_base_domain(settings.saas_base_domain)
+            except naming.NamingError as exc:
+                raise ValidationError(str(exc)) from exc

@@ -1,0 +1,52 @@
+from odoo import api, fields, models
+from odoo.exceptions import ValidationError
+
+
+class SaasPlan(models.Model):
+    """A pricing tier: what a customer pays and how much the instance may use."""
+
+    _name = "saas.plan"
+    _description = "SaaS Plan"
+    _order = "sequence, price_monthly, id"
+
+    name = fields.Char(required=True, translate=True)
+    code = fields.Char(required=True)
+    sequence = fields.Integer(default=10)
+    active = fields.Boolean(default=True)
+    max_users = fields.Integer(
+        default=0, help="Active internal users allowed; 0 = unlimited.")
+    storage_gb = fields.Integer(
+        string="Storage (GB)", default=0,
+        help="Database plus filestore size allowed, in GB; 0 = unlimited.")
+    currency_id = fields.Many2one(
+        "res.currency", required=True, default=lambda self: self.env.company.currency_id)
+    price_monthly = fields.Monetary(string="Monthly Price", currency_field="currency_id")
+    price_yearly = fields.Monetary(string="Yearly Price", currency_field="currency_id")
+    trial_days = fields.Integer(default=14, help="Free days before the first invoice; 0 = none.")
+    popular = fields.Boolean(help="Highlighted on pricing cards.")
+    description = fields.Text(translate=True)
+    features = fields.Text(translate=True, help="One feature per line, shown on pricing cards.")
+    product_id = fields.Many2one(
+        "product.product", string="Invoice Product", domain=[("type", "=", "service")],
+        help="Service product used on the subscription invoices.")
+    subscription_ids = fields.One2many("saas.subscription", "plan_id", string="Subscriptions")
+
+    _sql_constraints = [
+        ("code_uniq", "unique(code)", "The plan code must be unique."),
+        ("limits_positive", "CHECK(max_users >= 0 AND storage_gb >= 0 AND trial_days >= 0)",
+         "Limits and trial days cannot be negative."),
+        ("prices_positive", "CHECK(price_monthly >= 0 AND price_yearly >= 0)",
+         "Prices cannot be negative."),
+    ]
+
+    def price_for(self, period):
+        """The price of one ``period`` ('monthly' or 'yearly')."""
+        self.ensure_one()
+        return self.price_yearly if period == "yearly" else self.price_monthly
+
+    @api.constrains("code")
+    def _check_code(self):
+        for plan in self:
+            if not (plan.code or "").replace("_", "").isalnum():
+                raise ValidationError(self.env._(
+                    "The plan code may only contain letters, digits and '_'."))

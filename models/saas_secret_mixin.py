@@ -1,0 +1,34 @@
+import os
+
+from odoo import models
+from odoo.exceptions import UserError
+from odoo.tools import config
+
+from ..engine import vault
+
+
+class SaasSecretMixin(models.AbstractModel):
+    """Encrypt and decrypt secrets with the server's key.
+
+    The key is read from the server configuration (``saas_manager_key`` in
+    odoo.conf, or the ``SAAS_MANAGER_KEY`` environment variable), never from
+    the database, so a database dump alone does not reveal the secrets.
+    """
+
+    _name = "saas.secret.mixin"
+    _description = "SaaS Encrypted Secrets"
+
+    def _server_key(self):
+        return config.get("saas_manager_key") or os.environ.get("SAAS_MANAGER_KEY", "")
+
+    def _encrypt(self, plaintext):
+        try:
+            return vault.encrypt(self._server_key(), plaintext)
+        except vault.VaultError as exc:
+            raise UserError(str(exc)) from exc
+
+    def _decrypt(self, token):
+        try:
+            return vault.decrypt(self._server_key(), token)
+        except vault.VaultError as exc:
+            raise UserError(str(exc)) from exc

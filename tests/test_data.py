@@ -1,0 +1,57 @@
+from odoo.tests import TransactionCase, tagged
+
+
+@tagged("post_install", "-at_install")
+class TestSeedData(TransactionCase):
+    """The shipped plans and templates are exactly the spec's."""
+
+    def test_plans(self):
+        eur = self.env.ref("base.EUR")
+        expected = {
+            "starter": ("Starter", 5, 10, 29.0, False),
+            "professional": ("Professional", 15, 50, 79.0, True),
+            "enterprise": ("Enterprise", 50, 200, 199.0, False),
+        }
+        plans = self.env["saas.plan"].search([("code", "in", list(expected))])
+        self.assertEqual(len(plans), 3)
+        for plan in plans:
+            self.assertEqual(
+                (plan.name, plan.max_users, plan.storage_gb, plan.price_monthly, plan.popular),
+                expected[plan.code], plan.code)
+            self.assertEqual(plan.currency_id, eur)
+            self.assertEqual(plan.price_yearly, plan.price_monthly * 10, "two months free")
+            self.assertEqual(plan.product_id.type, "service")
+        self.assertTrue(eur.active, "invoices in EUR need the currency active")
+
+    def test_templates(self):
+        expected = {
+            "blank": {"base", "mail"},
+            "restaurant": {"point_of_sale", "pos_restaurant", "stock", "purchase", "account"},
+            "ecommerce": {"website", "website_sale", "sale_management", "stock"},
+            "services": {"project", "hr_timesheet", "sale_management", "sale_timesheet",
+                         "account"},
+        }
+        templates = self.env["saas.template"].search([])
+        self.assertEqual(set(templates.mapped("code")), set(expected))
+        for template in templates:
+            self.assertEqual(set(template.module_list()), expected[template.code])
+            self.assertEqual(template.state, "draft")
+            self.assertEqual(template.database_name, "saas_tpl_%s" % template.code)
+
+    def test_every_listed_module_exists_on_this_server(self):
+        """A template module missing from the addons path would only fail at build time."""
+        names = set()
+        for template in self.env["saas.template"].search([]):
+            names.update(template.module_list())
+        known = set(self.env["ir.module.module"].search([("name", "in", list(names))])
+                    .mapped("name"))
+        self.assertEqual(names - known, set())
+
+    def test_menus(self):
+        root = self.env.ref("saas_manager.menu_saas_root")
+        self.assertEqual(root.name, "SaaS Manager")
+        children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
+        self.assertEqual(children, {
+            "Operations": ["Instances", "Subscriptions"],
+            "Configuration": ["Templates", "Plans", "Settings"],
+        })
