@@ -1,6 +1,7 @@
 """Subdomain validation and database names per routing mode (engine.naming)."""
 
 import pytest
+
 from engine import naming
 
 

@@ -1,6 +1,7 @@
 """Secrets at rest (engine.vault)."""
 
 import pytest
+
 from engine import vault
 
 
