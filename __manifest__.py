@@ -17,6 +17,7 @@
         "data/saas_data.xml",
         "data/saas_plan_data.xml",
         "data/saas_template_data.xml",
+        "data/ir_cron_data.xml",
         "views/saas_template_views.xml",
         "views/saas_plan_views.xml",
         "views/saas_instance_views.xml",

@@ -1,4 +1,5 @@
 from . import saas_secret_mixin
+from . import saas_server_mixin
 from . import saas_template
 from . import saas_plan
 from . import saas_subscription

@@ -1,8 +1,17 @@
-from odoo import api, fields, models
-from odoo.exceptions import UserError, ValidationError
-from odoo.tools import SQL
+import logging
+import threading
+import time
 
-from ..engine import naming
+import psycopg2
+
+from odoo import api, fields, models, sql_db
+from odoo.exceptions import UserError, ValidationError
+from odoo.modules.registry import Registry
+from odoo.tools import SQL, config
+
+from ..engine import customize, filestore, naming, pg, proxy, sanitize
+
+_logger = logging.getLogger(__name__)
 
 INSTANCE_STATES = [
     ("draft", "Draft"),
@@ -14,6 +23,10 @@ INSTANCE_STATES = [
 ]
 #: States in which the client database may not exist yet, so names may change.
 RENAMEABLE_STATES = ("draft", "failed")
+#: Provisioning steps, in order; each is a method ``_provision_<step>``.
+PROVISION_STEPS = ("clone", "filestore", "sanitize", "customize", "proxy")
+#: First key of the advisory locks that keep two cron workers off one instance.
+PROVISION_LOCK_KEY = 0x5AA5
 
 
 class SaasInstance(models.Model):
@@ -21,7 +34,7 @@ class SaasInstance(models.Model):
 
     _name = "saas.instance"
     _description = "SaaS Instance"
-    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "saas.secret.mixin", "saas.server.mixin"]
     _order = "create_date desc, id desc"
 
     name = fields.Char(required=True, tracking=True)
@@ -68,6 +81,19 @@ class SaasInstance(models.Model):
     health_response_ms = fields.Integer(string="Response Time (ms)", readonly=True, copy=False)
     company_id = fields.Many2one("res.company", required=True, index=True,
                                  default=lambda self: self.env.company)
+    custom_domain = fields.Char(
+        tracking=True, copy=False,
+        help="The customer's own domain (e.g. erp.acme.com), served besides the subdomain.")
+    database_owned = fields.Boolean(
+        readonly=True, copy=False,
+        help="Set before the client database is created: only a database recorded as created "
+             "for this instance is ever dropped by saas_manager.")
+    admin_login = fields.Char(string="Customer Admin Login", readonly=True, copy=False)
+    admin_password_encrypted = fields.Char(copy=False, groups="saas_manager.group_saas_manager")
+    admin_password = fields.Char(
+        string="Customer Admin Password", compute="_compute_admin_password",
+        groups="saas_manager.group_saas_manager",
+        help="Generated at provisioning, stored encrypted with the server's key.")
 
     @api.depends("subdomain")
     def _compute_location(self):
@@ -83,6 +109,10 @@ class SaasInstance(models.Model):
             instance.host = host
             instance.database_name = database
             instance.url = host and "https://%s" % host
+
+    def _compute_admin_password(self):
+        for instance in self:
+            instance.admin_password = self._decrypt(instance.admin_password_encrypted)
 
     def _compute_subscription_count(self):
         counts = dict(self.env["saas.subscription"]._read_group(
@@ -129,6 +159,19 @@ class SaasInstance(models.Model):
             if instance.database_name in reserved:
                 raise ValidationError(self.env._(
                     "The database name %(name)r is reserved.", name=instance.database_name))
+
+    @api.constrains("custom_domain")
+    def _check_custom_domain(self):
+        for instance in self.filtered("custom_domain"):
+            try:
+                naming.check_base_domain(instance.custom_domain)
+            except naming.NamingError as exc:
+                raise ValidationError(str(exc)) from exc
+            if self.search_count([("id", "!=", instance.id),
+                                  ("custom_domain", "=", instance.custom_domain),
+                                  ("state", "!=", "terminated")]):
+                raise ValidationError(self.env._("The domain %(domain)s is already used.",
+                                                 domain=instance.custom_domain))
 
     @api.model
     def _check_subdomain_free(self, subdomain, exclude_ids=()):
@@ -197,3 +240,223 @@ class SaasInstance(models.Model):
                              "default_partner_id": self.partner_id.id,
                              "default_plan_id": self.plan_id.id}
         return action
+
+    # -- provisioning ----------------------------------------------------------
+    def action_provision(self):
+        """Queue the provisioning: the request returns at once, a cron does the work."""
+        self.check_access("write")
+        for instance in self:
+            if instance.state not in RENAMEABLE_STATES:
+                raise UserError(self.env._("%(name)s is already provisioned.",
+                                           name=instance.name))
+            if instance.template_id.state != "ready":
+                raise UserError(self.env._(
+                    "The template %(tpl)s is not ready (locked) yet.",
+                    tpl=instance.template_id.name))
+        self.write({"state": "provisioning", "provision_step": "queued", "last_error": False})
+        self.env.ref("saas_manager.ir_cron_saas_provision")._trigger()
+        return True
+
+    @api.model
+    def _cron_provision(self, batch=5):
+        """Provision queued instances, a few per run, one transaction each."""
+        queued = self.search([("state", "=", "provisioning")], order="id", limit=batch)
+        for instance in queued:
+            if instance._provision_lock():
+                try:
+                    instance._provision()
+                finally:
+                    instance._provision_unlock()
+            self._commit()
+        remaining = self.search_count([("state", "=", "provisioning")])
+        self.env["ir.cron"]._notify_progress(done=len(queued), remaining=remaining)
+        return True
+
+    def _commit(self):
+        """Commit outside tests (a test's transaction is rolled back at its end)."""
+        if not getattr(threading.current_thread(), "testing", False):
+            self.env.cr.commit()
+
+    def _provision_lock(self):
+        """Session-level advisory lock: survives the commits made while provisioning."""
+        self.env.cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [PROVISION_LOCK_KEY, self.id])
+        return self.env.cr.fetchone()[0]
+
+    def _provision_unlock(self):
+        self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)", [PROVISION_LOCK_KEY, self.id])
+
+    def _provision(self):
+        """Run every step; on failure undo what this provisioning created. True on success."""
+        self.ensure_one()
+        self.invalidate_recordset()
+        if self.state != "provisioning":
+            return False
+        undo, timings = [], []
+        try:
+            self._provision_recover()
+            for step in PROVISION_STEPS:
+                self.provision_step = step
+                start = time.perf_counter()
+                getattr(self, "_provision_%s" % step)(undo)
+                timings.append((step, time.perf_counter() - start))
+        except Exception as exc:  # noqa: BLE001 - any failure must undo and be shown
+            self._provision_failed(exc, undo, timings)
+            return False
+        self._provision_done(timings)
+        return True
+
+    def _provision_recover(self):
+        """A previous attempt crashed after creating things: remove them, start clean."""
+        if self.database_owned:
+            _logger.info("Instance %s: removing what a previous attempt created", self.id)
+            self._provision_remove_database()
+            self._provision_remove_proxy()
+
+    def _provision_clone(self, undo):
+        """CREATE DATABASE ... TEMPLATE, after recording that this instance owns the name."""
+        names = self._provision_names()
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if pg.exists(conn, names["database"]):
+                raise UserError(self.env._(
+                    "A database named %(db)s already exists and was not created for this "
+                    "instance: it is left untouched.", db=names["database"]))
+            self._provision_mark_owned(True)
+            undo.append(self._provision_remove_database)
+            template = self.template_id.database_name
+            if pg.connections_allowed(conn, template):
+                pg.terminate_sessions(conn, template)
+            pg.clone(conn, template, names["database"], owner_role=self._saas_db_owner(),
+                     strategy=self._saas_param("saas.clone_strategy", pg.DEFAULT_STRATEGY))
+
+    def _provision_filestore(self, undo):
+        filestore.clone_tree(self._saas_filestore(self.template_id.database_name),
+                             self._saas_filestore(self.database_name))
+
+    def _provision_sanitize(self, undo):
+        conn = psycopg2.connect(dbname=self.database_name, **self._saas_pg_params())
+        try:
+            sanitize.sanitize(conn, self.url)
+        finally:
+            conn.close()
+
+    def _provision_customize(self, undo):
+        """Company and customer administrator, over JSON-RPC through the serving Odoo."""
+        password = customize.new_password()
+        login = self.partner_id.email or "admin@%s" % self.host
+        self.write({"admin_login": login, "admin_password_encrypted": self._encrypt(password)})
+        partner = self.partner_id.commercial_partner_id
+        client = customize.connect(self._provision_server_url(), self.host)
+        template = self.template_id.sudo()
+        timings = customize.customize(
+            client, self.database_name, template.admin_login, template.admin_password,
+            company={"name": partner.name, "email": partner.email, "phone": partner.phone,
+                     "street": partner.street, "city": partner.city, "zip": partner.zip,
+                     "country_code": partner.country_id.code,
+                     "currency_code": self.plan_id.currency_id.name},
+            admin={"name": self.partner_id.name, "login": login, "email": self.partner_id.email,
+                   "password": password, "lang": self.partner_id.lang,
+                   "tz": self.partner_id.tz or self.env.user.tz})
+        _logger.info("Instance %s customized: %s", self.id,
+                     ", ".join("%s %.2fs" % item for item in timings.items()))
+
+    def _provision_proxy(self, undo):
+        """Write (and reload) the nginx files, when a configuration folder is set."""
+        folder = self._saas_param("saas.proxy_conf_dir")
+        if not folder:
+            return
+        settings = self._proxy_settings()
+        texts = {proxy.WILDCARD_FILE: proxy.render_wildcard(
+            self._saas_params()["base_domain"], settings["upstream"],
+            settings["websocket_upstream"], settings["certificate"], settings["key"])}
+        if self.custom_domain:
+            texts[proxy.INSTANCE_FILE % self.subdomain] = proxy.render_custom_domain(
+                self.custom_domain, self.host,
+                settings["certificate_pattern"].format(domain=self.custom_domain),
+                settings["key_pattern"].format(domain=self.custom_domain))
+        for name, text in texts.items():
+            path = "%s/%s" % (folder.rstrip("/"), name)
+            previous = proxy.apply(path, text, settings["validate"], settings["reload"])
+            undo.append(lambda path=path, previous=previous: proxy.restore(path, previous))
+
+    def _proxy_settings(self):
+        port = config.get("http_port") or 8069
+        return {
+            "upstream": self._saas_param("saas.proxy_upstream", "127.0.0.1:%s" % port),
+            "websocket_upstream": self._saas_param(
+                "saas.proxy_websocket_upstream", "127.0.0.1:%s" % (config.get("gevent_port")
+                                                                   or 8072)),
+            "certificate": self._saas_param("saas.proxy_certificate"),
+            "key": self._saas_param("saas.proxy_certificate_key"),
+            "certificate_pattern": self._saas_param(
+                "saas.proxy_domain_certificate", "/etc/letsencrypt/live/{domain}/fullchain.pem"),
+            "key_pattern": self._saas_param(
+                "saas.proxy_domain_certificate_key",
+                "/etc/letsencrypt/live/{domain}/privkey.pem"),
+            "validate": self._saas_param("saas.proxy_validate_command", "nginx -t"),
+            "reload": self._saas_param("saas.proxy_reload_command", "nginx -s reload"),
+        }
+
+    def _provision_server_url(self):
+        """The Odoo server that serves client databases (this one by default)."""
+        return self._saas_param("saas.odoo_url",
+                                "http://127.0.0.1:%s" % (config.get("http_port") or 8069))
+
+    def _provision_names(self):
+        """Check that the names still follow the settings before anything is created."""
+        params = self._saas_params()
+        expected = naming.database_name(self.subdomain, params["base_domain"], params["routing"])
+        if expected != self.database_name:
+            raise UserError(self.env._(
+                "The base domain or routing mode changed since this instance was created: "
+                "its database would be %(new)s, not %(old)s. Change the subdomain to refresh.",
+                new=expected, old=self.database_name))
+        return {"database": self.database_name}
+
+    def _provision_mark_owned(self, owned):
+        """Record ownership durably (committed) before the database exists."""
+        self.database_owned = owned
+        self._commit()
+
+    def _provision_remove_database(self):
+        """Drop the database and filestore recorded as created for this instance."""
+        if not self.database_owned:
+            return
+        Registry.delete(self.database_name)
+        sql_db.close_db(self.database_name)
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            pg.drop(conn, self.database_name)
+        filestore.remove_tree(self._saas_filestore(self.database_name))
+        self._provision_mark_owned(False)
+
+    def _provision_remove_proxy(self):
+        folder = self._saas_param("saas.proxy_conf_dir")
+        if folder and self.custom_domain:
+            proxy.restore("%s/%s" % (folder.rstrip("/"), proxy.INSTANCE_FILE % self.subdomain),
+                          None)
+
+    def _provision_failed(self, exc, undo, timings):
+        _logger.error("Provisioning instance %s (%s) failed at step %s: %s",
+                      self.id, self.database_name, self.provision_step, exc)
+        errors = []
+        for action in reversed(undo):
+            try:
+                action()
+            except Exception as undo_exc:  # noqa: BLE001 - report, keep undoing the rest
+                errors.append(str(undo_exc))
+        message = str(exc) + ("\nCleanup problems: %s" % "; ".join(errors) if errors else "")
+        self.write({"state": "failed", "last_error": message,
+                    "provision_timings": self._format_timings(timings),
+                    "admin_password_encrypted": False})
+        self.message_post(body=self.env._("Provisioning failed at step %(step)s: %(error)s",
+                                          step=self.provision_step, error=str(exc)))
+
+    def _provision_done(self, timings):
+        self.write({"state": "active", "provision_step": False, "last_error": False,
+                    "provision_timings": self._format_timings(timings),
+                    "provision_seconds": sum(seconds for _step, seconds in timings)})
+        self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
+                                          url=self.url, sec=self.provision_seconds))
+
+    @staticmethod
+    def _format_timings(timings):
+        return "\n".join("%-10s %6.3f s" % (step, seconds) for step, seconds in timings)

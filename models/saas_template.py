@@ -1,7 +1,10 @@
 import re
 
-from odoo import api, fields, models
-from odoo.exceptions import ValidationError
+from odoo import api, fields, models, sql_db
+from odoo.exceptions import UserError, ValidationError
+from odoo.modules.registry import Registry
+
+from ..engine import pg
 
 MODULE_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 TEMPLATE_DB_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -17,7 +20,7 @@ class SaasTemplate(models.Model):
 
     _name = "saas.template"
     _description = "SaaS Template"
-    _inherit = ["mail.thread", "image.mixin", "saas.secret.mixin"]
+    _inherit = ["mail.thread", "image.mixin", "saas.secret.mixin", "saas.server.mixin"]
     _order = "sequence, name"
 
     name = fields.Char(required=True, translate=True, tracking=True)
@@ -104,3 +107,46 @@ class SaasTemplate(models.Model):
         action["domain"] = [("template_id", "=", self.id)]
         action["context"] = {"default_template_id": self.id}
         return action
+
+    # -- template database --------------------------------------------------
+    def _saas_release_database(self):
+        """Forget this process's registry and pooled connections to the template."""
+        self.ensure_one()
+        Registry.delete(self.database_name)
+        sql_db.close_db(self.database_name)
+
+    def _saas_lock(self):
+        """Make the template cloneable and unservable: no sessions, no connections."""
+        self.ensure_one()
+        self._saas_release_database()
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            pg.allow_connections(conn, self.database_name, False)
+            pg.terminate_sessions(conn, self.database_name)
+            pg.mark_template(conn, self.database_name, True)
+
+    def _saas_unlock(self):
+        """Let Odoo serve the template again (for configuration)."""
+        self.ensure_one()
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            pg.mark_template(conn, self.database_name, False)
+            pg.allow_connections(conn, self.database_name, True)
+
+    def action_lock(self):
+        """Mark as ready: lock the database so clones are safe and Odoo stops serving it."""
+        self.check_access("write")
+        for template in self:
+            if template.state != "configuring":
+                raise UserError(self.env._("Only a template ready to configure can be locked."))
+            template._saas_lock()
+        self.state = "ready"
+        return True
+
+    def action_unlock(self):
+        """Unlock for editing: Odoo serves the template again; no clone meanwhile."""
+        self.check_access("write")
+        for template in self:
+            if template.state != "ready":
+                raise UserError(self.env._("Only a locked template can be unlocked."))
+            template._saas_unlock()
+        self.state = "configuring"
+        return True

@@ -25,3 +25,37 @@ def pg_env():
     if not env.get("PGHOST"):
         pytest.fail("PGHOST is not set: run the suite through ./dev test")
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_params(pg_env):
+    """psycopg2 keywords for the test server."""
+    params = {"host": pg_env["PGHOST"], "port": int(pg_env.get("PGPORT", 5432)),
+              "user": pg_env.get("PGUSER")}
+    if pg_env.get("PGPASSWORD"):
+        params["password"] = pg_env["PGPASSWORD"]
+    return params
+
+
+@pytest.fixture
+def scratch_db(pg_params):
+    """A factory of uniquely named databases, all dropped at the end of the test."""
+    import uuid
+
+    from engine import pg
+
+    made = []
+
+    def make(prefix="saas_pytest", create=True, name=None):
+        name = name or "%s_%s" % (prefix, uuid.uuid4().hex[:8])
+        made.append(name)
+        if create:
+            with pg.maintenance(pg_params) as conn, conn.cursor() as cr:
+                from psycopg2 import sql
+                cr.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return name
+
+    yield make
+    with pg.maintenance(pg_params) as conn:
+        for name in made:
+            pg.drop(conn, name)

@@ -85,3 +85,11 @@ class TestForms(SaasCase):
         self.assertEqual(contact.saas_subscription_count, 1)
         action = self.customer.action_view_saas_instances()
         self.assertEqual(self.env["saas.instance"].search(action["domain"]), instance)
+
+    def test_partner_form_with_saas_buttons(self):
+        self.saas_manager.groups_id += self.env.ref("base.group_partner_manager")
+        form = Form(self.customer.with_user(self.saas_manager))
+        self.assertEqual(form.saas_instance_count, 0)
+        form.phone = "+32 2 555 00 00"
+        form.save()
+        self.assertEqual(self.customer.phone, "+32 2 555 00 00")

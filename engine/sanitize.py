@@ -1,0 +1,102 @@
+"""Make a fresh clone its own database before anyone can log in.
+
+A clone starts as a byte copy of the template: same identity (``database.uuid``,
+``database.secret``, which signs sessions and tokens), same URL, and whatever
+secrets the template carried.  This module gives the clone a new identity and
+removes what must not be shared between customers, in one transaction, with
+plain SQL (no Odoo registry is loaded).
+
+What is removed follows Odoo 18's own neutralize scripts, limited to secrets:
+unlike ``neutralize_database`` (meant for test copies), crons and mail stay on,
+because the clone is a customer's production database.  Statements for tables
+or columns a template does not have (its modules decide) are skipped.
+"""
+
+import re
+import uuid
+
+#: Config parameters that look like integration secrets (keys, tokens,
+#: passwords): removed, the customer configures their own integrations.
+SECRET_PARAM_RE = r"(secret|token|api_key|apikey|access_key|password|private_key|client_key)"
+#: Config parameters that tie a database to a subscription or a device.
+IDENTITY_PARAMS = (
+    "database.enterprise_code", "database.expiration_date", "database.expiration_reason",
+    "database.already_linked_subscription_url", "database.already_linked_email",
+    "database.already_linked_send_mail_url", "ocn.uuid", "odoo_ocn.project_id",
+)
+
+#: (required "table" or "table.column", statement).  Order matters only for
+#: readability: every statement is independent.
+STATEMENTS = (
+    ("res_users_apikeys", "DELETE FROM res_users_apikeys"),
+    ("res_device_log", "DELETE FROM res_device_log"),
+    ("auth_totp_device", "DELETE FROM auth_totp_device"),
+    ("res_users.totp_secret", "UPDATE res_users SET totp_secret = NULL "
+                              "WHERE totp_secret IS NOT NULL"),
+    ("ir_mail_server", "UPDATE ir_mail_server SET smtp_user = NULL, smtp_pass = NULL, "
+                       "active = false"),
+    ("fetchmail_server", "UPDATE fetchmail_server SET password = NULL, active = false, "
+                         "state = 'draft'"),
+    ("iap_account", "DELETE FROM iap_account"),
+    ("mail_mail", "DELETE FROM mail_mail WHERE state IN ('outgoing', 'exception')"),
+    ("bus_bus", "DELETE FROM bus_bus"),
+    ("bus_presence", "DELETE FROM bus_presence"),
+    ("res_users_settings.google_calendar_rtoken",
+     "UPDATE res_users_settings SET google_calendar_rtoken = NULL, "
+     "google_calendar_token = NULL"),
+    ("res_users_settings.microsoft_calendar_rtoken",
+     "UPDATE res_users_settings SET microsoft_calendar_rtoken = NULL, "
+     "microsoft_calendar_token = NULL"),
+    ("payment_provider", "UPDATE payment_provider SET state = 'disabled' "
+                         "WHERE code NOT IN ('none', 'custom', 'demo')"),
+)
+
+
+def _existing(cr):
+    """Every ``table`` and ``table.column`` of the public schema."""
+    cr.execute("SELECT table_name, column_name FROM information_schema.columns "
+               "WHERE table_schema = 'public'")
+    names = set()
+    for table, column in cr.fetchall():
+        names.update((table, "%s.%s" % (table, column)))
+    return names
+
+
+def _set_param(cr, key, value):
+    cr.execute("""
+        INSERT INTO ir_config_parameter (key, value, create_uid, create_date, write_uid,
+                                         write_date)
+        VALUES (%s, %s, 1, now() AT TIME ZONE 'UTC', 1, now() AT TIME ZONE 'UTC')
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
+                                        write_date = EXCLUDED.write_date""", (key, value))
+
+
+def new_identity(cr, url):
+    """Fresh uuid/secret/create_date, and the instance URL, frozen."""
+    cr.execute("DELETE FROM ir_config_parameter WHERE key ~* %s OR key = ANY(%s)",
+               (SECRET_PARAM_RE, list(IDENTITY_PARAMS)))
+    _set_param(cr, "database.uuid", str(uuid.uuid1()))
+    _set_param(cr, "database.secret", str(uuid.uuid4()))
+    cr.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')")
+    _set_param(cr, "database.create_date", cr.fetchone()[0])
+    _set_param(cr, "web.base.url", url)
+    _set_param(cr, "web.base.url.freeze", "True")
+
+
+def sanitize(conn, url):
+    """Run every applicable statement on the clone behind ``conn``; commit; return them.
+
+    ``url`` is the instance's public URL (``https://host``).
+    """
+    if not re.match(r"^https?://[a-z0-9.-]+(:\d+)?$", url or ""):
+        raise ValueError("invalid instance URL %r" % url)
+    applied = []
+    with conn.cursor() as cr:
+        existing = _existing(cr)
+        new_identity(cr, url)
+        for requirement, statement in STATEMENTS:
+            if requirement in existing:
+                cr.execute(statement)
+                applied.append(statement)
+    conn.commit()
+    return applied

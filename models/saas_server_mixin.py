@@ -1,0 +1,35 @@
+from odoo import models
+from odoo.tools import config
+
+from ..engine import filestore
+
+
+class SaasServerMixin(models.AbstractModel):
+    """Where this Odoo server keeps databases and files, for the engine.
+
+    The engine receives plain values (connection keywords, paths) so it never
+    needs Odoo; this mixin reads them from the server configuration.
+    """
+
+    _name = "saas.server.mixin"
+    _description = "SaaS Server Access"
+
+    def _saas_pg_params(self):
+        """psycopg2 keywords of Odoo's own PostgreSQL role (odoo.conf db_*)."""
+        params = {"host": config.get("db_host") or None, "port": config.get("db_port") or None,
+                  "user": config.get("db_user") or None,
+                  "password": config.get("db_password") or None}
+        if config.get("db_sslmode"):
+            params["sslmode"] = config["db_sslmode"]
+        return {key: value for key, value in params.items() if value is not None}
+
+    def _saas_db_owner(self):
+        """The role Odoo connects with: it only lists databases that role owns."""
+        return config.get("db_user") or None
+
+    def _saas_filestore(self, database):
+        """The filestore folder of ``database`` (same place as Odoo's config.filestore)."""
+        return filestore.filestore_path(config["data_dir"], database)
+
+    def _saas_param(self, key, default=""):
+        return self.env["ir.config_parameter"].sudo().get_param(key, default) or default

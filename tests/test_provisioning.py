@@ -1,0 +1,267 @@
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from unittest.mock import patch
+
+import odoorpc
+import psycopg2
+
+from odoo import sql_db
+from odoo.modules.registry import Registry
+from odoo.tests import HttpCase, tagged
+from odoo.tools import config, mute_logger
+
+from ..engine import customize, pg, proxy
+from ..models.saas_instance import PROVISION_STEPS
+
+INSTANCE_LOGGER = "odoo.addons.saas_manager.models.saas_instance"
+
+
+def build_template_database(name, modules="base"):
+    """A real template: a fresh Odoo database built by a separate Odoo process."""
+    cmd = [sys.executable, sys.argv[0], "-c", config.rcfile, "-d", name, "-i", modules,
+           "--stop-after-init", "--without-demo=all", "--log-level=warn", "--no-http"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    if proc.returncode:
+        raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
+
+
+@tagged("post_install", "-at_install")
+class TestProvisioning(HttpCase):
+    """Provision for real: clone, filestore, sanitize, customize over JSON-RPC, proxy."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg_params = cls.env["saas.instance"]._saas_pg_params()
+        cls.tpl_db = "saas_tpl_test_%s" % uuid.uuid4().hex[:8]
+        cls.addClassCleanup(cls.drop_databases, [cls.tpl_db])
+        build_template_database(cls.tpl_db)
+        os.makedirs(config.filestore(cls.tpl_db), exist_ok=True)
+        with open(os.path.join(config.filestore(cls.tpl_db), "marker"), "w") as handle:
+            handle.write("template file")
+        cls.tpl_identity = cls.read_identity(cls.tpl_db)
+        cls.template = cls.env["saas.template"].create({
+            "name": "Test template", "code": "test_%s" % cls.tpl_db[-8:],
+            "database_name": cls.tpl_db, "module_names": "base", "state": "configuring",
+            "admin_login": "admin", "admin_password": "admin"})
+        cls.template.action_lock()
+        set_param = cls.env["ir.config_parameter"].set_param
+        set_param("saas.base_domain", "saas.test")
+        set_param("saas.routing_mode", "host")
+        cls.customer = cls.env["res.partner"].create({
+            "name": "Acme Test", "email": "owner@acme.test", "is_company": True,
+            "city": "Brussels", "country_id": cls.env.ref("base.be").id})
+
+    @classmethod
+    def drop_databases(cls, names):
+        for name in names:
+            Registry.delete(name)
+            sql_db.close_db(name)
+        with pg.maintenance(cls.env["saas.instance"]._saas_pg_params()) as conn:
+            for name in names:
+                pg.drop(conn, name)
+        for name in names:
+            shutil.rmtree(config.filestore(name), ignore_errors=True)
+
+    @classmethod
+    def read_identity(cls, database):
+        conn = psycopg2.connect(dbname=database, **cls.pg_params)
+        try:
+            with conn.cursor() as cr:
+                cr.execute("SELECT key, value FROM ir_config_parameter WHERE key IN "
+                           "('database.uuid', 'database.secret', 'web.base.url')")
+                return dict(cr.fetchall())
+        finally:
+            conn.close()
+
+    def new_instance(self, **values):
+        subdomain = values.pop("subdomain", "t%s" % uuid.uuid4().hex[:8])
+        instance = self.env["saas.instance"].create({
+            "name": subdomain, "partner_id": self.customer.id, "subdomain": subdomain,
+            "template_id": self.template.id,
+            "plan_id": self.env.ref("saas_manager.plan_starter").id, **values})
+        self.addCleanup(self.drop_databases, [instance.database_name])
+        return instance
+
+    def databases(self):
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute("SELECT datname FROM pg_database")
+            return {row[0] for row in cr.fetchall()}
+
+    def rpc_login(self, instance, login, password):
+        client = customize.connect("http://127.0.0.1:%s" % config["http_port"], instance.host)
+        client.login(instance.database_name, login, password)
+        return client
+
+    # -- the happy path ------------------------------------------------------------------
+    def test_provision_end_to_end(self):
+        instance = self.new_instance()
+        instance.action_provision()
+        self.assertEqual(instance.state, "provisioning", "the request only queues the job")
+        self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "active", instance.last_error)
+        database = instance.database_name
+        with pg.maintenance(self.pg_params) as conn:
+            self.assertTrue(pg.exists(conn, database))
+            self.assertEqual(pg.owner(conn, database), config["db_user"])
+        clone_file = os.path.join(config.filestore(database), "marker")
+        self.assertTrue(os.path.samefile(
+            clone_file, os.path.join(config.filestore(self.tpl_db), "marker")), "hardlinked")
+        identity = self.read_identity(database)
+        self.assertNotEqual(identity["database.uuid"], self.tpl_identity["database.uuid"])
+        self.assertNotEqual(identity["database.secret"], self.tpl_identity["database.secret"])
+        self.assertEqual(identity["web.base.url"], "https://%s.saas.test" % instance.subdomain)
+        for step in PROVISION_STEPS:
+            self.assertIn(step, instance.provision_timings)
+        self.assertGreater(instance.provision_seconds, 0)
+
+        client = self.rpc_login(instance, "owner@acme.test", instance.admin_password)
+        user = client.env.user
+        self.assertEqual(user.login, "owner@acme.test")
+        self.assertEqual(user.company_id.name, "Acme Test")
+        self.assertEqual(user.company_id.city, "Brussels")
+        self.assertEqual(user.company_id.currency_id.name, "EUR")
+        self.assertTrue(client.execute_kw("res.users", "has_group",
+                                          [[user.id], "base.group_system"]))
+        with self.assertRaises(odoorpc.error.RPCError):
+            self.rpc_login(instance, "admin", "admin")
+
+    def test_password_is_stored_encrypted(self):
+        instance = self.new_instance()
+        instance.action_provision()
+        self.env["saas.instance"]._cron_provision()
+        self.assertTrue(instance.admin_password_encrypted.startswith("gAAAA"))
+        self.assertNotIn(instance.admin_password, instance.admin_password_encrypted)
+
+    # -- failures -------------------------------------------------------------------
+    def test_failure_at_each_step_leaves_nothing(self):
+        Instance = type(self.env["saas.instance"])
+        for step in PROVISION_STEPS:
+            with self.subTest(step=step):
+                instance = self.new_instance()
+                before = self.databases()
+                original = getattr(Instance, "_provision_%s" % step)
+
+                def failing(record, undo, original=original, step=step):
+                    original(record, undo)
+                    raise RuntimeError("injected failure after %s" % step)
+
+                with patch.object(Instance, "_provision_%s" % step, failing), \
+                        mute_logger(INSTANCE_LOGGER):
+                    instance.action_provision()
+                    self.env["saas.instance"]._cron_provision()
+                self.assertEqual(instance.state, "failed")
+                self.assertIn("injected failure after %s" % step, instance.last_error)
+                self.assertEqual(self.databases(), before, "no orphan database")
+                self.assertFalse(os.path.exists(config.filestore(instance.database_name)))
+                self.assertFalse(instance.database_owned)
+
+    def test_retry_after_failure_converges(self):
+        instance = self.new_instance()
+        with patch.object(type(instance), "_provision_customize",
+                          side_effect=RuntimeError("server down")), \
+                mute_logger(INSTANCE_LOGGER):
+            instance.action_provision()
+            self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "failed")
+        instance.action_provision()  # the Retry button
+        self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "active", instance.last_error)
+
+    def test_crash_after_clone_converges(self):
+        """A worker killed mid-way leaves a database it recorded as its own: the next run
+        removes it and starts clean."""
+        instance = self.new_instance()
+        instance.action_provision()
+        instance._provision_clone([])  # then the process "dies"
+        self.assertTrue(instance.database_owned)
+        self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "active", instance.last_error)
+
+    def test_existing_database_is_never_dropped(self):
+        instance = self.new_instance()
+        with pg.maintenance(self.pg_params) as conn:
+            pg.clone(conn, self.tpl_db, instance.database_name)
+        with mute_logger(INSTANCE_LOGGER):
+            instance.action_provision()
+            self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "failed")
+        self.assertIn("already exists", instance.last_error)
+        with pg.maintenance(self.pg_params) as conn:
+            self.assertTrue(pg.exists(conn, instance.database_name))
+
+    def test_two_provisions_of_one_name_make_one_database(self):
+        first = self.new_instance(subdomain="twice%s" % uuid.uuid4().hex[:6])
+        first.action_provision()
+        self.env["saas.instance"]._cron_provision()
+        with self.assertRaises(Exception):
+            self.new_instance(subdomain=first.subdomain)
+        with self.assertRaises(Exception):
+            first.action_provision()
+
+    def test_unready_template_is_refused(self):
+        self.template.action_unlock()
+        self.addCleanup(self.template.action_lock)
+        instance = self.new_instance()
+        with self.assertRaises(Exception):
+            instance.action_provision()
+        self.assertEqual(instance.state, "draft")
+
+    # -- proxy ------------------------------------------------------------------------
+    def test_nginx_configuration_is_valid_and_rolled_back_when_refused(self):
+        if not shutil.which("nginx"):
+            self.skipTest("nginx is not installed")
+        folder = tempfile.mkdtemp(prefix="saas-nginx-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        cert, key = self.self_signed(folder)
+        main_conf = os.path.join(folder, "nginx.conf")
+        with open(main_conf, "w") as handle:
+            handle.write("pid %s/nginx.pid;\nerror_log stderr;\nevents {}\nhttp {\n"
+                         "    access_log off;\n    include %s/sites/*.conf;\n}\n"
+                         % (folder, folder))
+        os.makedirs(os.path.join(folder, "sites"))
+        set_param = self.env["ir.config_parameter"].set_param
+        set_param("saas.proxy_conf_dir", os.path.join(folder, "sites"))
+        set_param("saas.proxy_validate_command", "nginx -t -q -p %s -c %s" % (folder, main_conf))
+        # No nginx runs here: "reload" re-validates, which exercises the same code path.
+        set_param("saas.proxy_reload_command", "nginx -t -q -p %s -c %s" % (folder, main_conf))
+        set_param("saas.proxy_certificate", cert)
+        set_param("saas.proxy_certificate_key", key)
+        set_param("saas.proxy_domain_certificate", cert)
+        set_param("saas.proxy_domain_certificate_key", key)
+        instance = self.new_instance(custom_domain="erp.acme-test.com")
+        instance.action_provision()
+        self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "active", instance.last_error)
+        custom = os.path.join(folder, "sites", proxy.INSTANCE_FILE % instance.subdomain)
+        with open(custom) as handle:
+            text = handle.read()
+        self.assertIn("server_name erp.acme-test.com;", text)
+        self.assertIn("proxy_set_header Host %s;" % instance.host, text)
+        self.assertTrue(os.path.exists(os.path.join(folder, "sites", proxy.WILDCARD_FILE)))
+        proxy.run_command("nginx -t -q -p %s -c %s" % (folder, main_conf), "check")
+
+        # A certificate nginx cannot load: validation fails, nothing is left behind.
+        set_param("saas.proxy_domain_certificate", os.path.join(folder, "missing.pem"))
+        broken = self.new_instance(custom_domain="shop.acme-test.com")
+        with mute_logger(INSTANCE_LOGGER):
+            broken.action_provision()
+            self.env["saas.instance"]._cron_provision()
+        self.assertEqual(broken.state, "failed")
+        self.assertIn("nginx validation", broken.last_error)
+        self.assertFalse(os.path.exists(
+            os.path.join(folder, "sites", proxy.INSTANCE_FILE % broken.subdomain)))
+        with pg.maintenance(self.pg_params) as conn:
+            self.assertFalse(pg.exists(conn, broken.database_name))
+
+    @staticmethod
+    def self_signed(folder):
+        cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=*.saas.test", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        return cert, key
