@@ -83,10 +83,27 @@ def new_identity(cr, url):
     _set_param(cr, "web.base.url.freeze", "True")
 
 
-def sanitize(conn, url):
+def hand_over_admin(cr, template_login, login, password_hash):
+    """Give the template's administrator the customer's login and password hash.
+
+    Done in SQL, before anyone can log in: the template's credentials are dead
+    from the first second, and Odoo's "your login changed" security mail (sent
+    when the login is changed through the ORM) does not reach the customer.
+    """
+    if not password_hash.startswith("$pbkdf2-"):
+        raise ValueError("not a pbkdf2 password hash")
+    cr.execute("UPDATE res_users SET login = %s, password = %s WHERE login = %s",
+               (login, password_hash, template_login))
+    if cr.rowcount != 1:
+        raise ValueError("the template has no user with login %r" % template_login)
+
+
+def sanitize(conn, url, admin=None):
     """Run every applicable statement on the clone behind ``conn``; commit; return them.
 
-    ``url`` is the instance's public URL (``https://host``).
+    ``url`` is the instance's public URL (``https://host``).  ``admin``, when
+    given, is ``(template_login, customer_login, password_hash)`` for
+    :func:`hand_over_admin`.
     """
     if not re.match(r"^https?://[a-z0-9.-]+(:\d+)?$", url or ""):
         raise ValueError("invalid instance URL %r" % url)
@@ -94,6 +111,8 @@ def sanitize(conn, url):
     with conn.cursor() as cr:
         existing = _existing(cr)
         new_identity(cr, url)
+        if admin:
+            hand_over_admin(cr, *admin)
         for requirement, statement in STATEMENTS:
             if requirement in existing:
                 cr.execute(statement)

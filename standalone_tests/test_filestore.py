@@ -4,11 +4,13 @@ import errno
 import os
 
 import pytest
+
 from engine import filestore
 
 
 def make_tree(root):
-    for rel, content in {"ab/abcdef": b"x" * 100, "cd/cdef01": b"y" * 50, "checklist/x": b""}.items():
+    files = {"ab/abcdef": b"x" * 100, "cd/cdef01": b"y" * 50, "checklist/x": b""}
+    for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)

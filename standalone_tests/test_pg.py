@@ -2,6 +2,7 @@
 
 import psycopg2
 import pytest
+
 from engine import pg
 
 HOSTILE = ['we"ird', "semi;colon", "drop database postgres; --", "Mixed Case",
@@ -55,10 +56,11 @@ def test_busy_template_is_refused_until_sessions_end(pg_params, scratch_db):
         with pytest.raises(pg.PgError, match="being accessed by other users"):
             pg.clone(conn, template, target)
         assert not pg.exists(conn, target)
-        assert pg.terminate_sessions(conn, template) == 1
+        assert pg.terminate_sessions(conn, template) >= 1  # ours (+ autovacuum, maybe)
         pg.clone(conn, template, target)
         assert pg.exists(conn, target)
-    assert session.closed or session.poll() is not None or True
+    with pytest.raises(psycopg2.OperationalError), session.cursor() as cr:
+        cr.execute("SELECT 1")
     session.close()
 
 

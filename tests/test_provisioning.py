@@ -10,12 +10,13 @@ import odoorpc
 import psycopg2
 
 from odoo import sql_db
+from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import customize, pg, proxy
-from ..models.saas_instance import PROVISION_STEPS
+from ..models.saas_instance import PROVISION_STEPS, ProvisionRun
 
 INSTANCE_LOGGER = "odoo.addons.saas_manager.models.saas_instance"
 
@@ -146,8 +147,8 @@ class TestProvisioning(HttpCase):
                 before = self.databases()
                 original = getattr(Instance, "_provision_%s" % step)
 
-                def failing(record, undo, original=original, step=step):
-                    original(record, undo)
+                def failing(record, run, original=original, step=step):
+                    original(record, run)
                     raise RuntimeError("injected failure after %s" % step)
 
                 with patch.object(Instance, "_provision_%s" % step, failing), \
@@ -177,7 +178,7 @@ class TestProvisioning(HttpCase):
         removes it and starts clean."""
         instance = self.new_instance()
         instance.action_provision()
-        instance._provision_clone([])  # then the process "dies"
+        instance._provision_clone(ProvisionRun("x", None))  # then the process "dies"
         self.assertTrue(instance.database_owned)
         self.env["saas.instance"]._cron_provision()
         self.assertEqual(instance.state, "active", instance.last_error)
@@ -198,16 +199,16 @@ class TestProvisioning(HttpCase):
         first = self.new_instance(subdomain="twice%s" % uuid.uuid4().hex[:6])
         first.action_provision()
         self.env["saas.instance"]._cron_provision()
-        with self.assertRaises(Exception):
+        with self.assertRaises(ValidationError):
             self.new_instance(subdomain=first.subdomain)
-        with self.assertRaises(Exception):
+        with self.assertRaises(UserError):
             first.action_provision()
 
     def test_unready_template_is_refused(self):
         self.template.action_unlock()
         self.addCleanup(self.template.action_lock)
         instance = self.new_instance()
-        with self.assertRaises(Exception):
+        with self.assertRaises(UserError):
             instance.action_provision()
         self.assertEqual(instance.state, "draft")
 

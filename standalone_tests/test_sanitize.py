@@ -1,0 +1,81 @@
+"""engine.sanitize on a real database shaped like an Odoo clone."""
+
+import psycopg2
+import pytest
+
+from engine import sanitize
+
+SCHEMA = """
+CREATE TABLE ir_config_parameter (id serial, key varchar UNIQUE, value text, create_uid int,
+    create_date timestamp, write_uid int, write_date timestamp);
+CREATE TABLE res_users (id serial, login varchar, totp_secret varchar);
+CREATE TABLE res_users_apikeys (id serial, key varchar);
+CREATE TABLE auth_totp_device (id serial, key varchar);
+CREATE TABLE ir_mail_server (id serial, smtp_user varchar, smtp_pass varchar, active bool);
+INSERT INTO ir_config_parameter (key, value) VALUES
+    ('database.uuid', 'tpl-uuid'), ('database.secret', 'tpl-secret'),
+    ('database.create_date', '2020-01-01 00:00:00'), ('web.base.url', 'http://localhost:8069'),
+    ('google_gmail_client_secret', 's1'), ('recaptcha_private_key', 's2'),
+    ('database.enterprise_code', 'M123'), ('mail.catchall.domain', 'keep.example.com');
+INSERT INTO res_users (login, totp_secret) VALUES ('admin', 'TOTPSECRET');
+INSERT INTO res_users_apikeys (key) VALUES ('hash');
+INSERT INTO auth_totp_device (key) VALUES ('hash');
+INSERT INTO ir_mail_server (smtp_user, smtp_pass, active) VALUES ('u', 'p', true);
+"""
+
+
+@pytest.fixture
+def clone(pg_params, scratch_db):
+    name = scratch_db("saas_pytest_clone")
+    conn = psycopg2.connect(dbname=name, **pg_params)
+    with conn.cursor() as cr:
+        cr.execute(SCHEMA)
+    conn.commit()
+    yield conn
+    conn.close()
+
+
+def params(conn):
+    with conn.cursor() as cr:
+        cr.execute("SELECT key, value FROM ir_config_parameter")
+        return dict(cr.fetchall())
+
+
+def scalar(conn, query):
+    with conn.cursor() as cr:
+        cr.execute(query)
+        return cr.fetchone()[0]
+
+
+def test_new_identity_and_secrets_removed(clone):
+    applied = sanitize.sanitize(clone, "https://acme.example.com")
+    values = params(clone)
+    assert values["database.uuid"] not in ("tpl-uuid", "")
+    assert values["database.secret"] not in ("tpl-secret", "")
+    assert values["database.create_date"] != "2020-01-01 00:00:00"
+    assert values["web.base.url"] == "https://acme.example.com"
+    assert values["web.base.url.freeze"] == "True"
+    for gone in ("google_gmail_client_secret", "recaptcha_private_key",
+                 "database.enterprise_code"):
+        assert gone not in values
+    assert values["mail.catchall.domain"] == "keep.example.com"
+    assert scalar(clone, "SELECT count(*) FROM res_users_apikeys") == 0
+    assert scalar(clone, "SELECT count(*) FROM auth_totp_device") == 0
+    assert scalar(clone, "SELECT totp_secret FROM res_users") is None
+    assert scalar(clone, "SELECT smtp_pass IS NULL AND NOT active FROM ir_mail_server")
+    # statements for tables this database does not have were skipped, not failed
+    assert not any("fetchmail_server" in statement for statement in applied)
+
+
+def test_two_clones_get_different_identities(clone):
+    sanitize.sanitize(clone, "https://a.example.com")
+    first = params(clone)["database.uuid"]
+    sanitize.sanitize(clone, "https://a.example.com")
+    assert params(clone)["database.uuid"] != first
+
+
+@pytest.mark.parametrize("url", ["", "ftp://x", "https://x y", "https://a.com/'; --"])
+def test_bad_url_is_refused_before_any_change(clone, url):
+    with pytest.raises(ValueError):
+        sanitize.sanitize(clone, url)
+    assert params(clone)["database.uuid"] == "tpl-uuid"
