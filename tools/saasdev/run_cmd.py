@@ -2,20 +2,24 @@
 
 Steps, each idempotent: Odoo 18, venv, PostgreSQL, odoo.conf, the manager
 database with saas_manager installed (updated when the module's files changed
-since the last run), then Odoo itself until Ctrl-C.  Later features add steps
-to :data:`SETUP_STEPS` (template build, demo instance) without touching the
-rest.
+since the last run), the Blank template's database, then Odoo itself until
+Ctrl-C; once Odoo serves, a "demo" instance is provisioned through it (the
+real cron, the real HTTP customization) and its URL and login are printed.
 """
 
 import hashlib
+import json
 import signal
 import subprocess
+import threading
+from pathlib import Path
 
 from . import odoo_log, pgcluster
 from .errors import ToolError
 from .odoo_conf import write_conf
 
 MANAGER_DB = "manager.localhost"
+BLANK_TEMPLATE_DB = "saas_tpl_blank"
 MODULE_PARTS = (
     "__manifest__.py",
     "__init__.py",
@@ -95,9 +99,43 @@ def ensure_manager_db(ws, run, conf):
     stamp.write_text(fingerprint)
 
 
+def ensure_blank_template(ws, run, conf):
+    """Build the Blank template's database (base, mail) once; the demo locks it."""
+    if BLANK_TEMPLATE_DB in ws.databases():
+        ws.say("template: %s exists" % BLANK_TEMPLATE_DB)
+        return
+    logfile = ws.logs / "blank-template.log"
+    ws.say("template: building %s (base, mail; about 15 s, once)" % BLANK_TEMPLATE_DB)
+    proc = run(ws.odoo_cmd(conf, "-d", BLANK_TEMPLATE_DB, "-i", "base,mail", "--stop-after-init",
+                           "--without-demo=all", "--no-http", "--logfile", str(logfile)),
+               cwd=ws.repo, env=ws.child_env())
+    if proc.returncode:
+        ws.drop_database(BLANK_TEMPLATE_DB)
+        raise ToolError("building the Blank template failed; see %s" % logfile)
+
+
 #: Extra idempotent setup steps, ``fn(ws, run, conf)``, run after the manager
 #: database exists and before the server starts.
-SETUP_STEPS = [ensure_manager_db]
+SETUP_STEPS = [ensure_manager_db, ensure_blank_template]
+
+
+def provision_demo(ws, conf, port):
+    """Through ``odoo shell``: lock the template, provision "demo", print how to reach it."""
+    script = (Path(__file__).with_name("demo_shell.py")).read_text(encoding="utf-8")
+    proc = subprocess.run(ws.odoo_cmd(conf, "-d", MANAGER_DB, "--no-http", "--log-level=warn",
+                                      command="shell"),
+                          input=script, capture_output=True, text=True, cwd=ws.repo,
+                          env=ws.child_env(), check=False)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SAAS_DEMO ")), None)
+    if not line:
+        ws.say("demo: provisioning could not be started:\n" + proc.stderr[-2000:])
+        return
+    demo = json.loads(line[len("SAAS_DEMO "):])
+    if demo["state"] != "active":
+        ws.say("demo: provisioning ended in state %s: %s" % (demo["state"], demo["error"]))
+        return
+    ws.say("demo instance ready (%.2f s): http://%s:%d/odoo  login %s  password %s" % (
+        demo["seconds"] or 0, demo["host"], port, demo["login"], demo["password"]))
 
 
 def serve(ws, conf, port):
@@ -120,6 +158,7 @@ def serve(ws, conf, port):
     # Odoo receives exactly one SIGINT (a second one would force a hard stop).
     proc = subprocess.Popen(ws.odoo_cmd(conf), cwd=ws.repo, env=ws.child_env(),
                             start_new_session=True)
+    threading.Thread(target=provision_demo, args=(ws, conf, port), daemon=True).start()
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -100,8 +100,10 @@ class Workspace:
         env.pop("VIRTUAL_ENV", None)
         return env
 
-    def odoo_cmd(self, conf, *args):
-        return [str(self.python), str(self._launcher()), "-c", str(conf), *args]
+    def odoo_cmd(self, conf, *args, command=None):
+        """The Odoo CLI with this config; ``command`` is a subcommand such as ``shell``."""
+        head = [str(self.python), str(self._launcher()), *([command] if command else [])]
+        return [*head, "-c", str(conf), *args]
 
     def _launcher(self):
         """A script that starts Odoo, like Odoo's own ``odoo-bin``.

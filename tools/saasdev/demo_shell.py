@@ -1,0 +1,30 @@
+# Run by `odoo shell` in the manager database (``env`` is given) from ./dev run:
+# locks the Blank template, then provisions the "demo" instance through the
+# running server's cron and prints one JSON line with the outcome.
+import json
+import time
+
+template = env.ref("saas_manager.template_blank")  # noqa: F821
+if template.state != "ready":
+    template.write({"admin_login": "admin", "admin_password": "admin", "state": "configuring"})
+    template.action_lock()
+env["ir.config_parameter"].set_param("saas.base_domain", "localhost")  # noqa: F821
+Partner = env["res.partner"]  # noqa: F821
+partner = Partner.search([("email", "=", "demo@example.com")], limit=1) or Partner.create(
+    {"name": "Demo Customer", "email": "demo@example.com", "is_company": True})
+Instance = env["saas.instance"]  # noqa: F821
+instance = Instance.search([("subdomain", "=", "demo")], limit=1) or Instance.create({
+    "name": "Demo", "subdomain": "demo", "partner_id": partner.id, "template_id": template.id,
+    "plan_id": env.ref("saas_manager.plan_starter").id})  # noqa: F821
+if instance.state in ("draft", "failed"):
+    instance.action_provision()
+env.cr.commit()  # noqa: F821
+deadline = time.time() + 300
+while instance.state == "provisioning" and time.time() < deadline:
+    time.sleep(0.5)
+    env.cr.rollback()  # noqa: F821
+    instance.invalidate_recordset()
+print("SAAS_DEMO " + json.dumps({
+    "state": instance.state, "host": instance.host, "login": instance.admin_login,
+    "password": instance.admin_password, "error": instance.last_error,
+    "seconds": instance.provision_seconds}))
