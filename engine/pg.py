@@ -96,29 +96,43 @@ def connections_allowed(conn, name):
                            (name,)))
 
 
-def clone(conn, template, target, owner_role=None, strategy=DEFAULT_STRATEGY):
+def clone(conn, template, target, *, owner_role=None, strategy=DEFAULT_STRATEGY, hidden=False):
     """``CREATE DATABASE target TEMPLATE template`` owned by ``owner_role``.
 
     The template must have no other session: PostgreSQL refuses to copy a
     database that is in use.  Callers either keep templates locked
     (connections disallowed) or call :func:`terminate_sessions` first.
+    ``hidden`` creates the clone flagged ``IS_TEMPLATE``: Odoo lists (and so
+    serves) no template database, while the owner can still connect to it.
     Raises :class:`PgError` with PostgreSQL's reason on failure.
     """
     if strategy not in STRATEGIES:
         raise PgError("Unknown clone strategy %r." % strategy)
     query = sql.SQL("CREATE DATABASE {target} WITH TEMPLATE {template}{owner} "
-                    "STRATEGY {strategy}").format(
+                    "STRATEGY {strategy} IS_TEMPLATE {hidden}").format(
         target=sql.Identifier(target),
         template=sql.Identifier(template),
         owner=sql.SQL(" OWNER {}").format(sql.Identifier(owner_role)) if owner_role
         else sql.SQL(""),
         strategy=sql.SQL(strategy),
+        hidden=sql.Literal(bool(hidden)),
     )
     try:
         _execute(conn, query)
     except psycopg2.Error as exc:
         raise PgError("Cannot clone %s into %s: %s" % (
             template, target, (exc.pgerror or str(exc)).strip())) from exc
+
+
+def set_comment(conn, name, text):
+    """Tag a database (``COMMENT ON DATABASE``), e.g. with who created it."""
+    _execute(conn, sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(name), sql.Literal(text)))
+
+
+def comment(conn, name):
+    return _fetch_one(conn, "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                            "WHERE datname = %s", (name,))
 
 
 def drop(conn, name):

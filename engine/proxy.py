@@ -118,13 +118,14 @@ def write_atomic(path, text):
     return previous
 
 
-def restore(path, previous):
-    """Undo :func:`write_atomic`: put ``previous`` back, or remove a new file."""
+def restore(path, previous, reload_command=""):
+    """Undo :func:`write_atomic`: put ``previous`` back (or remove a new file), reload."""
     if previous is None:
         if os.path.exists(path):
             os.remove(path)
     else:
         write_atomic(path, previous)
+    run_command(reload_command, "nginx reload")
 
 
 def run_command(command, what, timeout=60):
@@ -143,12 +144,15 @@ def run_command(command, what, timeout=60):
 
 
 def apply(path, text, validate_command, reload_command):
-    """Write ``text`` to ``path``, validate, reload; roll back when nginx refuses it."""
+    """Write ``text`` to ``path``, validate, reload; roll back when nginx refuses it.
+
+    Returns the previous content (``None`` for a new file), for :func:`restore`.
+    """
     previous = write_atomic(path, text)
     try:
         run_command(validate_command, "nginx validation")
+        run_command(reload_command, "nginx reload")
     except ProxyError:
-        restore(path, previous)
+        restore(path, previous)  # no reload: nginx still runs the previous files
         raise
-    run_command(reload_command, "nginx reload")
     return previous

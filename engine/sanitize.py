@@ -18,6 +18,9 @@ import uuid
 #: Config parameters that look like integration secrets (keys, tokens,
 #: passwords): removed, the customer configures their own integrations.
 SECRET_PARAM_RE = r"(secret|token|api_key|apikey|access_key|password|private_key|client_key)"
+#: Settings whose names look secret but are not: kept.
+KEPT_PARAMS = ("auth_signup.reset_password", "auth_password_policy.minlength",
+               "password.hashing.rounds")
 #: Config parameters that tie a database to a subscription or a device.
 IDENTITY_PARAMS = (
     "database.enterprise_code", "database.expiration_date", "database.expiration_reason",
@@ -73,8 +76,9 @@ def _set_param(cr, key, value):
 
 def new_identity(cr, url):
     """Fresh uuid/secret/create_date, and the instance URL, frozen."""
-    cr.execute("DELETE FROM ir_config_parameter WHERE key ~* %s OR key = ANY(%s)",
-               (SECRET_PARAM_RE, list(IDENTITY_PARAMS)))
+    cr.execute("DELETE FROM ir_config_parameter "
+               "WHERE (key ~* %s AND NOT key = ANY(%s)) OR key = ANY(%s)",
+               (SECRET_PARAM_RE, list(KEPT_PARAMS), list(IDENTITY_PARAMS)))
     _set_param(cr, "database.uuid", str(uuid.uuid1()))
     _set_param(cr, "database.secret", str(uuid.uuid4()))
     cr.execute("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')")

@@ -19,27 +19,10 @@ class ResConfigSettings(models.TransientModel):
     saas_reserved_subdomains = fields.Char(
         string="Reserved Subdomains", config_parameter="saas.reserved_subdomains",
         help="Comma-separated subdomains no customer may take, on top of the built-in ones.")
-    saas_odoo_url = fields.Char(
-        string="Odoo Server URL", config_parameter="saas.odoo_url",
-        help="Where provisioning reaches the Odoo server that serves client databases; "
-             "default: this server, http://127.0.0.1:<http_port>.")
     saas_clone_strategy = fields.Selection(
         [("WAL_LOG", "WAL_LOG (PostgreSQL default, faster for small templates)"),
          ("FILE_COPY", "FILE_COPY (faster for large templates on a quiet cluster)")],
         string="Clone Strategy", config_parameter="saas.clone_strategy", default="WAL_LOG")
-    saas_proxy_conf_dir = fields.Char(
-        string="nginx Folder", config_parameter="saas.proxy_conf_dir",
-        help="Folder nginx includes (e.g. /etc/nginx/conf.d); empty = no proxy files.")
-    saas_proxy_certificate = fields.Char(
-        string="Wildcard Certificate", config_parameter="saas.proxy_certificate")
-    saas_proxy_certificate_key = fields.Char(
-        string="Wildcard Certificate Key", config_parameter="saas.proxy_certificate_key")
-    saas_proxy_validate_command = fields.Char(
-        string="Validate Command", config_parameter="saas.proxy_validate_command",
-        help="Default: nginx -t")
-    saas_proxy_reload_command = fields.Char(
-        string="Reload Command", config_parameter="saas.proxy_reload_command",
-        help="Default: nginx -s reload")
     saas_required_dbfilter = fields.Char(string="Required dbfilter",
                                          compute="_compute_saas_dbfilter")
     saas_server_dbfilter = fields.Char(string="Server dbfilter",

@@ -1,4 +1,5 @@
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 import psycopg2
 
 from odoo import api, fields, models, sql_db
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tools import SQL, config
 
@@ -29,6 +30,14 @@ RENAMEABLE_STATES = ("draft", "failed")
 PROVISION_STEPS = ("clone", "filestore", "sanitize", "customize", "proxy")
 #: First key of the advisory locks that keep two cron workers off one instance.
 PROVISION_LOCK_KEY = 0x5AA5
+#: Written only by saas_manager's own code (as superuser), never by a user or RPC:
+#: they decide which database is created, dropped or served.
+PROTECTED_FIELDS = frozenset({
+    "state", "owned_database", "database_name", "host", "url", "subdomain_released",
+    "admin_login", "admin_password_encrypted", "provision_step", "provision_timings",
+    "provision_seconds", "last_error", "user_count", "storage_mb", "health_status",
+    "health_checked_at", "health_response_ms",
+})
 
 
 @dataclass
@@ -73,13 +82,15 @@ class SaasInstance(models.Model):
     subscription_count = fields.Integer(compute="_compute_subscription_count")
     state = fields.Selection(INSTANCE_STATES, default="draft", required=True, readonly=True,
                              tracking=True, copy=False, index=True)
-    provision_step = fields.Char(readonly=True, copy=False,
-                                 help="Step being run, or the step that failed.")
-    provision_timings = fields.Text(readonly=True, copy=False,
-                                    help="Seconds spent in each provisioning step.")
+    provision_step = fields.Char(
+        readonly=True, copy=False, groups="saas_manager.group_saas_user",
+        help="Step being run, or the step that failed.")
+    provision_timings = fields.Text(
+        readonly=True, copy=False, groups="saas_manager.group_saas_user",
+        help="Seconds spent in each provisioning step.")
     provision_seconds = fields.Float(string="Provisioning Time (s)", readonly=True, copy=False,
                                      digits=(16, 2))
-    last_error = fields.Text(readonly=True, copy=False)
+    last_error = fields.Text(readonly=True, copy=False, groups="saas_manager.group_saas_user")
     user_count = fields.Integer(string="Users Used", readonly=True, copy=False)
     user_limit = fields.Integer(related="plan_id.max_users", string="Users Allowed")
     storage_mb = fields.Float(string="Storage Used (MB)", readonly=True, copy=False,
@@ -95,14 +106,15 @@ class SaasInstance(models.Model):
     custom_domain = fields.Char(
         tracking=True, copy=False,
         help="The customer's own domain (e.g. erp.acme.com), served besides the subdomain.")
-    database_owned = fields.Boolean(
-        readonly=True, copy=False,
-        help="Set before the client database is created: only a database recorded as created "
-             "for this instance is ever dropped by saas_manager.")
+    owned_database = fields.Char(
+        readonly=True, copy=False, groups="saas_manager.group_saas_user",
+        help="Recorded before the client database is created: the only database name "
+             "saas_manager will ever drop for this instance.")
     admin_login = fields.Char(string="Customer Admin Login", readonly=True, copy=False)
     admin_password_encrypted = fields.Char(copy=False, groups="saas_manager.group_saas_manager")
     admin_password = fields.Char(
         string="Customer Admin Password", compute="_compute_admin_password",
+        compute_sudo=True,
         groups="saas_manager.group_saas_manager",
         help="Generated at provisioning, stored encrypted with the server's key.")
 
@@ -121,9 +133,11 @@ class SaasInstance(models.Model):
             instance.database_name = database
             instance.url = host and "https://%s" % host
 
+    @api.depends("admin_password_encrypted")
     def _compute_admin_password(self):
         for instance in self:
-            instance.admin_password = self._decrypt(instance.admin_password_encrypted)
+            instance.admin_password = self._decrypt(instance.admin_password_encrypted,
+                                                    strict=False)
 
     def _compute_subscription_count(self):
         counts = dict(self.env["saas.subscription"]._read_group(
@@ -173,14 +187,20 @@ class SaasInstance(models.Model):
 
     @api.constrains("custom_domain")
     def _check_custom_domain(self):
+        base_domain = self._saas_params()["base_domain"]
         for instance in self.filtered("custom_domain"):
             try:
                 naming.check_base_domain(instance.custom_domain)
             except naming.NamingError as exc:
                 raise ValidationError(str(exc)) from exc
-            if self.search_count([("id", "!=", instance.id),
-                                  ("custom_domain", "=", instance.custom_domain),
-                                  ("state", "!=", "terminated")]):
+            if base_domain and (instance.custom_domain == base_domain
+                                or instance.custom_domain.endswith("." + base_domain)):
+                raise ValidationError(self.env._(
+                    "A custom domain cannot be under the base domain %(base)s: it would take "
+                    "another instance's traffic.", base=base_domain))
+            if self.sudo().search_count([("id", "!=", instance.id),
+                                         ("custom_domain", "=", instance.custom_domain),
+                                         ("state", "!=", "terminated")]):
                 raise ValidationError(self.env._("The domain %(domain)s is already used.",
                                                  domain=instance.custom_domain))
 
@@ -206,7 +226,10 @@ class SaasInstance(models.Model):
                 sub=subdomain, name=clash.name))
 
     def init(self):
-        """Unique subdomain and database among unreleased instances, race-proof."""
+        """Unique subdomain, database and custom domain among live instances, race-proof."""
+        self.env.cr.execute(SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS saas_instance_custom_domain_live_uniq "
+            "ON saas_instance (custom_domain) WHERE state <> 'terminated'"))
         for column in ("subdomain", "database_name"):
             self.env.cr.execute(SQL(
                 "CREATE UNIQUE INDEX IF NOT EXISTS %s ON saas_instance (%s) "
@@ -214,15 +237,29 @@ class SaasInstance(models.Model):
                 SQL.identifier("saas_instance_%s_live_uniq" % column), SQL.identifier(column)))
 
     # -- ORM -------------------------------------------------------------------
+    def _check_protected(self, vals):
+        """Operational fields are written by saas_manager itself (as superuser) only."""
+        forbidden = PROTECTED_FIELDS.intersection(vals)
+        if forbidden and not self.env.su:
+            raise AccessError(self.env._(
+                "These fields are managed by SaaS Manager itself: %(fields)s",
+                fields=", ".join(sorted(forbidden))))
+
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            self._check_protected(vals)
             if vals.get("subdomain"):
                 self._check_subdomain_free(vals["subdomain"])
         return super().create(vals_list)
 
     def write(self, vals):
+        self._check_protected(vals)
         if "subdomain" in vals:
+            if self.sudo().filtered("owned_database"):
+                raise UserError(self.env._(
+                    "This instance still owns a database from an earlier attempt: retry the "
+                    "provisioning (which removes it) before changing the subdomain."))
             if self.filtered(lambda i: i.state not in RENAMEABLE_STATES):
                 raise UserError(self.env._(
                     "The subdomain of an instance whose database exists cannot be changed."))
@@ -236,7 +273,7 @@ class SaasInstance(models.Model):
         self.check_access("write")
         if self.filtered(lambda i: i.state != "terminated"):
             raise UserError(self.env._("Only terminated instances can release their subdomain."))
-        self.subdomain_released = True
+        self.sudo().subdomain_released = True
         for instance in self:
             instance.message_post(body=self.env._("Subdomain %(sub)s released.",
                                                   sub=instance.subdomain))
@@ -264,28 +301,32 @@ class SaasInstance(models.Model):
                 raise UserError(self.env._(
                     "The template %(tpl)s is not ready (locked) yet.",
                     tpl=instance.template_id.name))
-        self.write({"state": "provisioning", "provision_step": "queued", "last_error": False})
-        self.env.ref("saas_manager.ir_cron_saas_provision")._trigger()
+        self.sudo().write({"state": "provisioning", "provision_step": "queued",
+                           "last_error": False})
+        self.env.ref("saas_manager.ir_cron_saas_provision").sudo()._trigger()
         return True
 
     @api.model
     def _cron_provision(self, batch=5):
         """Provision queued instances, a few per run, one transaction each."""
-        queued = self.search([("state", "=", "provisioning")], order="id", limit=batch)
+        queued = self.sudo().search([("state", "=", "provisioning")], order="id", limit=batch)
+        done = 0
         for instance in queued:
-            if instance._provision_lock():
-                try:
-                    instance._provision()
-                finally:
-                    instance._provision_unlock()
-            self._commit()
-        remaining = self.search_count([("state", "=", "provisioning")])
-        self.env["ir.cron"]._notify_progress(done=len(queued), remaining=remaining)
+            if not instance._provision_lock():
+                continue  # another worker has it
+            try:
+                instance._provision()
+                self._commit()
+                done += 1
+            finally:
+                instance._provision_unlock()
+        remaining = self.sudo().search_count([("state", "=", "provisioning")])
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         return True
 
     def _commit(self):
         """Commit outside tests (a test's transaction is rolled back at its end)."""
-        if not getattr(threading.current_thread(), "testing", False):
+        if not self._testing():
             # A cron that provisions databases commits per instance: an instance's
             # outcome (and its recorded ownership) must survive the next one's crash.
             self.env.cr.commit()  # pylint: disable=invalid-commit
@@ -296,7 +337,14 @@ class SaasInstance(models.Model):
         return self.env.cr.fetchone()[0]
 
     def _provision_unlock(self):
+        """Release the lock; an aborted transaction is rolled back first (outside tests)."""
+        if self.env.cr._cnx.status != psycopg2.extensions.STATUS_READY and not self._testing():
+            self.env.cr.rollback()
         self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)", [PROVISION_LOCK_KEY, self.id])
+
+    @staticmethod
+    def _testing():
+        return getattr(threading.current_thread(), "testing", False)
 
     def _provision(self):
         """Run every step; on failure undo what this provisioning created. True on success."""
@@ -313,11 +361,14 @@ class SaasInstance(models.Model):
             try:
                 self._provision_recover()
                 for step in PROVISION_STEPS:
-                    self.provision_step = step
+                    self.sudo().provision_step = step
                     start = time.perf_counter()
                     getattr(self, "_provision_%s" % step)(run)
                     timings.append((step, time.perf_counter() - start))
-            except Exception as exc:
+            except Exception as exc:  # any failure must be undone and shown
+                if isinstance(exc, psycopg2.Error) and not self._testing():
+                    self.env.cr.rollback()  # the manager's own transaction may be aborted
+                    self.invalidate_recordset()
                 self._provision_failed(exc, run.undo, timings)
                 return False
         self._provision_done(timings)
@@ -325,26 +376,47 @@ class SaasInstance(models.Model):
 
     def _provision_recover(self):
         """A previous attempt crashed after creating things: remove them, start clean."""
-        if self.database_owned:
+        if self.sudo().owned_database:
             _logger.info("Instance %s: removing what a previous attempt created", self.id)
             self._provision_remove_database()
             self._provision_remove_proxy()
 
     def _provision_clone(self, run):
-        """CREATE DATABASE ... TEMPLATE, after recording that this instance owns the name."""
-        names = self._provision_names()
+        """CREATE DATABASE ... TEMPLATE, hidden from Odoo until sanitized.
+
+        The name is recorded as owned (committed) before the statement, and the
+        new database is tagged with this instance's marker: only a database
+        carrying that marker is ever dropped.
+        """
+        target = self._provision_names()["database"]
+        template = self.template_id
+        if template.state != "ready":
+            raise UserError(self.env._("The template %(tpl)s is no longer locked.",
+                                       tpl=template.name))
+        if os.path.exists(self._saas_filestore(target)):
+            raise UserError(self.env._(
+                "A filestore for %(db)s already exists and was not created for this instance: "
+                "it is left untouched.", db=target))
         with pg.maintenance(self._saas_pg_params()) as conn:
-            if pg.exists(conn, names["database"]):
+            if pg.exists(conn, target):
                 raise UserError(self.env._(
                     "A database named %(db)s already exists and was not created for this "
-                    "instance: it is left untouched.", db=names["database"]))
-            self._provision_mark_owned(True)
+                    "instance: it is left untouched.", db=target))
+            self._provision_mark_owned(target)
+            if pg.connections_allowed(conn, template.database_name):
+                pg.terminate_sessions(conn, template.database_name)
+            try:
+                pg.clone(conn, template.database_name, target, owner_role=self._saas_db_owner(),
+                         strategy=self._saas_param("saas.clone_strategy", pg.DEFAULT_STRATEGY),
+                         hidden=True)
+            except pg.PgError:
+                self._provision_mark_owned(False)  # nothing of ours exists under that name
+                raise
+            pg.set_comment(conn, target, self._owner_marker())
             run.undo.append(self._provision_remove_database)
-            template = self.template_id.database_name
-            if pg.connections_allowed(conn, template):
-                pg.terminate_sessions(conn, template)
-            pg.clone(conn, template, names["database"], owner_role=self._saas_db_owner(),
-                     strategy=self._saas_param("saas.clone_strategy", pg.DEFAULT_STRATEGY))
+
+    def _owner_marker(self):
+        return "saas_manager instance %s of %s" % (self.id, self.env.cr.dbname)
 
     def _provision_filestore(self, run):
         filestore.clone_tree(self._saas_filestore(self.template_id.database_name),
@@ -358,12 +430,14 @@ class SaasInstance(models.Model):
                 self.template_id.admin_login, self._admin_login(), run.password_hash.result()))
         finally:
             conn.close()
+        with pg.maintenance(self._saas_pg_params()) as maintenance:
+            pg.mark_template(maintenance, self.database_name, False)  # Odoo may serve it now
 
     def _provision_customize(self, run):
         """Company and customer administrator, over JSON-RPC through the serving Odoo."""
         login = self._admin_login()
-        self.write({"admin_login": login,
-                    "admin_password_encrypted": self._encrypt(run.password)})
+        self.sudo().write({"admin_login": login,
+                           "admin_password_encrypted": self._encrypt(run.password)})
         partner = self.partner_id.commercial_partner_id
         client = customize.connect(self._provision_server_url(), self.host)
         timings = customize.customize(
@@ -383,11 +457,10 @@ class SaasInstance(models.Model):
         return (self.partner_id.email or "admin@%s" % self.host).strip().lower()
 
     def _provision_proxy(self, run):
-        """Write (and reload) the nginx files, when a configuration folder is set."""
-        folder = self._saas_param("saas.proxy_conf_dir")
-        if not folder:
-            return
+        """Write, validate and reload the nginx files, when a folder is configured."""
         settings = self._proxy_settings()
+        if not settings["folder"]:
+            return
         texts = {proxy.WILDCARD_FILE: proxy.render_wildcard(
             self._saas_params()["base_domain"], settings["upstream"],
             settings["websocket_upstream"], settings["certificate"], settings["key"])}
@@ -397,32 +470,38 @@ class SaasInstance(models.Model):
                 settings["certificate_pattern"].format(domain=self.custom_domain),
                 settings["key_pattern"].format(domain=self.custom_domain))
         for name, text in texts.items():
-            path = "%s/%s" % (folder.rstrip("/"), name)
+            path = os.path.join(settings["folder"], name)
             previous = proxy.apply(path, text, settings["validate"], settings["reload"])
-            run.undo.append(lambda path=path, previous=previous: proxy.restore(path, previous))
+            run.undo.append(lambda path=path, previous=previous: proxy.restore(
+                path, previous, settings["reload"]))
 
     def _proxy_settings(self):
-        port = config.get("http_port") or 8069
+        """From odoo.conf, never from the database: these name commands to run and
+        files to write on the server."""
+        get = config.get
         return {
-            "upstream": self._saas_param("saas.proxy_upstream", "127.0.0.1:%s" % port),
-            "websocket_upstream": self._saas_param(
-                "saas.proxy_websocket_upstream", "127.0.0.1:%s" % (config.get("gevent_port")
-                                                                   or 8072)),
-            "certificate": self._saas_param("saas.proxy_certificate"),
-            "key": self._saas_param("saas.proxy_certificate_key"),
-            "certificate_pattern": self._saas_param(
-                "saas.proxy_domain_certificate", "/etc/letsencrypt/live/{domain}/fullchain.pem"),
-            "key_pattern": self._saas_param(
-                "saas.proxy_domain_certificate_key",
-                "/etc/letsencrypt/live/{domain}/privkey.pem"),
-            "validate": self._saas_param("saas.proxy_validate_command", "nginx -t"),
-            "reload": self._saas_param("saas.proxy_reload_command", "nginx -s reload"),
+            "folder": get("saas_proxy_conf_dir") or "",
+            "upstream": get("saas_proxy_upstream")
+            or "127.0.0.1:%s" % (get("http_port") or 8069),
+            "websocket_upstream": get("saas_proxy_websocket_upstream")
+            or "127.0.0.1:%s" % (get("gevent_port") or 8072),
+            "certificate": get("saas_proxy_certificate") or "",
+            "key": get("saas_proxy_certificate_key") or "",
+            "certificate_pattern": get("saas_proxy_domain_certificate")
+            or "/etc/letsencrypt/live/{domain}/fullchain.pem",
+            "key_pattern": get("saas_proxy_domain_certificate_key")
+            or "/etc/letsencrypt/live/{domain}/privkey.pem",
+            "validate": get("saas_proxy_validate_command") or "nginx -t",
+            "reload": get("saas_proxy_reload_command") or "nginx -s reload",
         }
 
     def _provision_server_url(self):
-        """The Odoo server that serves client databases (this one by default)."""
-        return self._saas_param("saas.odoo_url",
-                                "http://127.0.0.1:%s" % (config.get("http_port") or 8069))
+        """The Odoo server that serves client databases (odoo.conf; default: this one).
+
+        From the server configuration, not the database: the customer's new
+        password is sent there."""
+        return config.get("saas_odoo_url") or "http://127.0.0.1:%s" % (
+            config.get("http_port") or 8069)
 
     def _provision_names(self):
         """Check that the names still follow the settings before anything is created."""
@@ -435,27 +514,33 @@ class SaasInstance(models.Model):
                 new=expected, old=self.database_name))
         return {"database": self.database_name}
 
-    def _provision_mark_owned(self, owned):
-        """Record ownership durably (committed) before the database exists."""
-        self.database_owned = owned
+    def _provision_mark_owned(self, database):
+        """Record durably (committed) which database name this instance owns, if any."""
+        self.sudo().owned_database = database or False
         self._commit()
 
     def _provision_remove_database(self):
-        """Drop the database and filestore recorded as created for this instance."""
-        if not self.database_owned:
+        """Drop the database recorded as owned, if it carries this instance's marker."""
+        name = self.sudo().owned_database
+        if not name:
             return
-        Registry.delete(self.database_name)
-        sql_db.close_db(self.database_name)
+        Registry.delete(name)
+        sql_db.close_db(name)
         with pg.maintenance(self._saas_pg_params()) as conn:
-            pg.drop(conn, self.database_name)
-        filestore.remove_tree(self._saas_filestore(self.database_name))
+            if pg.exists(conn, name):
+                if pg.comment(conn, name) != self._owner_marker():
+                    raise UserError(self.env._(
+                        "%(db)s does not carry this instance's marker: it is not dropped.",
+                        db=name))
+                pg.drop(conn, name)
+        filestore.remove_tree(self._saas_filestore(name))
         self._provision_mark_owned(False)
 
     def _provision_remove_proxy(self):
-        folder = self._saas_param("saas.proxy_conf_dir")
-        if folder and self.custom_domain:
-            proxy.restore("%s/%s" % (folder.rstrip("/"), proxy.INSTANCE_FILE % self.subdomain),
-                          None)
+        settings = self._proxy_settings()
+        if settings["folder"] and self.custom_domain:
+            proxy.restore(os.path.join(settings["folder"], proxy.INSTANCE_FILE % self.subdomain),
+                          None, settings["reload"])
 
     def _provision_failed(self, exc, undo, timings):
         _logger.error("Provisioning instance %s (%s) failed at step %s: %s",
@@ -467,16 +552,16 @@ class SaasInstance(models.Model):
             except Exception as undo_exc:
                 errors.append(str(undo_exc))
         message = str(exc) + ("\nCleanup problems: %s" % "; ".join(errors) if errors else "")
-        self.write({"state": "failed", "last_error": message,
-                    "provision_timings": self._format_timings(timings),
-                    "admin_password_encrypted": False})
+        self.sudo().write({"state": "failed", "last_error": message,
+                           "provision_timings": self._format_timings(timings),
+                           "admin_password_encrypted": False})
         self.message_post(body=self.env._("Provisioning failed at step %(step)s: %(error)s",
                                           step=self.provision_step, error=str(exc)))
 
     def _provision_done(self, timings):
-        self.write({"state": "active", "provision_step": False, "last_error": False,
-                    "provision_timings": self._format_timings(timings),
-                    "provision_seconds": sum(seconds for _step, seconds in timings)})
+        self.sudo().write({"state": "active", "provision_step": False, "last_error": False,
+                           "provision_timings": self._format_timings(timings),
+                           "provision_seconds": sum(seconds for _step, seconds in timings)})
         self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
                                           url=self.url, sec=self.provision_seconds))
 

@@ -1,3 +1,4 @@
+import logging
 import os
 
 from odoo import models
@@ -5,6 +6,8 @@ from odoo.exceptions import UserError
 from odoo.tools import config
 
 from ..engine import vault
+
+_logger = logging.getLogger(__name__)
 
 
 class SaasSecretMixin(models.AbstractModel):
@@ -27,8 +30,13 @@ class SaasSecretMixin(models.AbstractModel):
         except vault.VaultError as exc:
             raise UserError(str(exc)) from exc
 
-    def _decrypt(self, token):
+    def _decrypt(self, token, strict=True):
+        """Decrypt ``token``; with ``strict=False`` an undecryptable token reads as
+        empty (a form must still open after a key change) and is logged."""
         try:
             return vault.decrypt(self._server_key(), token)
         except vault.VaultError as exc:
+            if not strict:
+                _logger.info("%s: a stored secret cannot be decrypted: %s", self._name, exc)
+                return ""
             raise UserError(str(exc)) from exc

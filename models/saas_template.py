@@ -67,9 +67,11 @@ class SaasTemplate(models.Model):
         for template in self:
             template.instance_count = counts.get(template, 0)
 
+    @api.depends("admin_password_encrypted")
     def _compute_admin_password(self):
         for template in self:
-            template.admin_password = self._decrypt(template.admin_password_encrypted)
+            template.admin_password = self._decrypt(template.admin_password_encrypted,
+                                                    strict=False)
 
     def _inverse_admin_password(self):
         for template in self:
@@ -98,6 +100,12 @@ class SaasTemplate(models.Model):
             if template.database_name == self.env.cr.dbname:
                 raise ValidationError(self.env._(
                     "A template cannot use the manager's own database."))
+            if self.env["saas.instance"].sudo().search_count([
+                    ("database_name", "=", template.database_name),
+                    ("subdomain_released", "=", False)]):
+                raise ValidationError(self.env._(
+                    "%(name)s is a client database, not a template.",
+                    name=template.database_name))
 
 
     def action_view_instances(self):

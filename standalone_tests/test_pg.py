@@ -92,3 +92,19 @@ def test_clone_onto_existing_name_fails_and_keeps_it(pg_params, scratch_db):
 def test_unknown_strategy(pg_params):
     with pg.maintenance(pg_params) as conn, pytest.raises(pg.PgError, match="strategy"):
         pg.clone(conn, "a", "b", strategy="RSYNC")
+
+
+def test_hidden_clone_and_owner_marker(pg_params, scratch_db):
+    template = scratch_db()
+    target = scratch_db(create=False)
+    with pg.maintenance(pg_params) as conn:
+        pg.clone(conn, template, target, hidden=True)
+        with conn.cursor() as cr:
+            cr.execute("SELECT datistemplate, datallowconn FROM pg_database WHERE datname = %s",
+                       (target,))
+            assert cr.fetchone() == (True, True), "invisible to Odoo, reachable by its owner"
+        assert pg.comment(conn, target) is None
+        pg.set_comment(conn, target, "saas_manager instance 7 of it's \"manager\"")
+        assert pg.comment(conn, target) == "saas_manager instance 7 of it's \"manager\""
+        pg.drop(conn, target)  # a template flag does not prevent our own drop
+        assert not pg.exists(conn, target)

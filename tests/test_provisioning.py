@@ -10,7 +10,7 @@ import odoorpc
 import psycopg2
 
 from odoo import sql_db
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, tagged
 from odoo.tools import config, mute_logger
@@ -159,7 +159,7 @@ class TestProvisioning(HttpCase):
                 self.assertIn("injected failure after %s" % step, instance.last_error)
                 self.assertEqual(self.databases(), before, "no orphan database")
                 self.assertFalse(os.path.exists(config.filestore(instance.database_name)))
-                self.assertFalse(instance.database_owned)
+                self.assertFalse(instance.owned_database)
 
     def test_retry_after_failure_converges(self):
         instance = self.new_instance()
@@ -179,7 +179,7 @@ class TestProvisioning(HttpCase):
         instance = self.new_instance()
         instance.action_provision()
         instance._provision_clone(ProvisionRun("x", None))  # then the process "dies"
-        self.assertTrue(instance.database_owned)
+        self.assertEqual(instance.owned_database, instance.database_name)
         self.env["saas.instance"]._cron_provision()
         self.assertEqual(instance.state, "active", instance.last_error)
 
@@ -225,15 +225,15 @@ class TestProvisioning(HttpCase):
                          "    access_log off;\n    include %s/sites/*.conf;\n}\n"
                          % (folder, folder))
         os.makedirs(os.path.join(folder, "sites"))
-        set_param = self.env["ir.config_parameter"].set_param
-        set_param("saas.proxy_conf_dir", os.path.join(folder, "sites"))
-        set_param("saas.proxy_validate_command", "nginx -t -q -p %s -c %s" % (folder, main_conf))
-        # No nginx runs here: "reload" re-validates, which exercises the same code path.
-        set_param("saas.proxy_reload_command", "nginx -t -q -p %s -c %s" % (folder, main_conf))
-        set_param("saas.proxy_certificate", cert)
-        set_param("saas.proxy_certificate_key", key)
-        set_param("saas.proxy_domain_certificate", cert)
-        set_param("saas.proxy_domain_certificate_key", key)
+        check = "nginx -t -q -p %s -c %s" % (folder, main_conf)
+        options = dict(config.options, saas_proxy_conf_dir=os.path.join(folder, "sites"),
+                       saas_proxy_validate_command=check,
+                       # No nginx runs here: "reload" re-validates, the same code path.
+                       saas_proxy_reload_command=check,
+                       saas_proxy_certificate=cert, saas_proxy_certificate_key=key,
+                       saas_proxy_domain_certificate=cert,
+                       saas_proxy_domain_certificate_key=key)
+        self.patch(config, "options", options)
         instance = self.new_instance(custom_domain="erp.acme-test.com")
         instance.action_provision()
         self.env["saas.instance"]._cron_provision()
@@ -247,7 +247,7 @@ class TestProvisioning(HttpCase):
         proxy.run_command("nginx -t -q -p %s -c %s" % (folder, main_conf), "check")
 
         # A certificate nginx cannot load: validation fails, nothing is left behind.
-        set_param("saas.proxy_domain_certificate", os.path.join(folder, "missing.pem"))
+        options["saas_proxy_domain_certificate"] = os.path.join(folder, "missing.pem")
         broken = self.new_instance(custom_domain="shop.acme-test.com")
         with mute_logger(INSTANCE_LOGGER):
             broken.action_provision()
@@ -266,3 +266,60 @@ class TestProvisioning(HttpCase):
                         "-subj", "/CN=*.saas.test", "-keyout", key, "-out", cert],
                        check=True, capture_output=True)
         return cert, key
+
+    # -- who may drop what ----------------------------------------------------------------
+    def test_operational_fields_are_not_writable_by_users(self):
+        manager = self.env["res.users"].create({
+            "name": "Mgr", "login": "prov_mgr_%s" % uuid.uuid4().hex[:6],
+            "groups_id": [(4, self.env.ref("saas_manager.group_saas_manager").id)]})
+        instance = self.new_instance()
+        for values in ({"state": "draft"}, {"owned_database": "postgres"},
+                       {"database_name": "postgres"}, {"subdomain_released": True}):
+            with self.subTest(values=values), self.assertRaises(AccessError):
+                instance.with_user(manager).write(values)
+        with self.assertRaises(AccessError):
+            self.env["saas.instance"].with_user(manager).create({
+                "name": "x", "subdomain": "x%s" % uuid.uuid4().hex[:6],
+                "partner_id": self.customer.id, "template_id": self.template.id,
+                "plan_id": self.env.ref("saas_manager.plan_starter").id,
+                "owned_database": self.tpl_db})
+
+    def test_a_database_without_our_marker_is_never_dropped(self):
+        """Even when the instance believes it owns the name (crash between the ownership
+        record and CREATE DATABASE, and someone else took the name meanwhile)."""
+        instance = self.new_instance()
+        with pg.maintenance(self.pg_params) as conn:
+            pg.clone(conn, self.tpl_db, instance.database_name)
+        instance.write({"state": "provisioning", "owned_database": instance.database_name})
+        with mute_logger(INSTANCE_LOGGER):
+            self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "failed")
+        self.assertIn("marker", instance.last_error)
+        with pg.maintenance(self.pg_params) as conn:
+            self.assertTrue(pg.exists(conn, instance.database_name))
+
+    def test_clone_is_hidden_from_odoo_until_sanitized(self):
+        instance = self.new_instance()
+        instance.action_provision()
+        seen = {}
+        original = type(instance)._provision_sanitize
+
+        def spy(record, run):
+            with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+                cr.execute("SELECT datistemplate FROM pg_database WHERE datname = %s",
+                           [record.database_name])
+                seen["hidden"] = cr.fetchone()[0]
+            return original(record, run)
+
+        with patch.object(type(instance), "_provision_sanitize", spy):
+            self.env["saas.instance"]._cron_provision()
+        self.assertTrue(seen["hidden"], "Odoo lists no template database: not servable yet")
+        self.assertEqual(instance.state, "active", instance.last_error)
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute("SELECT datistemplate FROM pg_database WHERE datname = %s",
+                       [instance.database_name])
+            self.assertFalse(cr.fetchone()[0])
+
+    def test_custom_domain_cannot_take_another_instance_host(self):
+        with self.assertRaises(ValidationError):
+            self.new_instance(custom_domain="other.saas.test")
