@@ -44,3 +44,23 @@ def test_allow_list_is_exact():
     near = line("WARNING", "odoo.tests.result",
                 "0 failed, 1 error(s) of 3 tests when loading database 'demo.localhost'")
     assert odoo_log.analyse([near], DB).bad_lines == [near]
+
+
+def test_a_failing_test_counts_once():
+    lines = [
+        line("ERROR", "odoo.addons.saas_manager.tests.test_x", "FAIL: TestX.test_y"),
+        line("ERROR", "odoo.tests.result",
+             "1 failed, 0 error(s) of 3 tests when loading database '%s'" % DB),
+    ]
+    report = odoo_log.analyse(lines, DB)
+    assert (report.failed, report.errors, report.passed) == (1, 0, 2)
+    assert report.bad_lines == []
+    assert len(report.failure_lines) == 2
+
+
+def test_skipped_subtests_are_counted_as_skipped():
+    skipped = line("INFO", "odoo.addons.saas_manager.tests.test_x",
+                   "skipped Subtest TestX.test_y (step='clone') : nginx missing")
+    report = odoo_log.analyse([skipped], DB)
+    assert report.skipped == ["odoo.addons.saas_manager.tests.test_x.Subtest TestX.test_y "
+                              "(step='clone'): nginx missing"]

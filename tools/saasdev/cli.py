@@ -1,6 +1,8 @@
 """Command line of the developer tool: ``./dev run`` and ``./dev test``."""
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +48,8 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     ws = Workspace(REPO, say)
+    # A supervisor's SIGTERM stops as cleanly as Ctrl-C: every `finally` runs.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if args.command == "run":
             return run_cmd.main(
@@ -58,3 +62,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         ws.close()
         return 130
+    except Exception as exc:  # an unexpected failure: one line, details on demand
+        ws.close()
+        if os.environ.get("SAAS_DEV_DEBUG"):
+            raise
+        print("dev %s: unexpected error: %s: %s (SAAS_DEV_DEBUG=1 shows the traceback)"
+              % (args.command, type(exc).__name__, exc), file=sys.stderr, flush=True)
+        return 1

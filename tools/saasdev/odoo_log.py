@@ -13,7 +13,10 @@ _REPORT_RE = re.compile(
     r"odoo\.tests\.result: (\d+) failed, (\d+) error\(s\) of (\d+) tests "
     r"when loading database '([^']+)'"
 )
-_SKIP_RE = re.compile(r" INFO \S+ (odoo\.addons\.\S+): skipped (\S+) : (.*)$")
+_SKIP_RE = re.compile(r" INFO \S+ (odoo\.addons\.\S+): skipped (.+?) : (.*)$")
+#: A failing test's own report lines: already counted as that test's failure.
+_TEST_FAILURE_RE = re.compile(r" ERROR \S+ (odoo\.addons\.\S+\.tests\.\S+: (FAIL|ERROR): "
+                              r"|odoo\.tests\.result: \d+ failed, \d+ error)")
 
 #: (regex, why it is allowed).  Keep this list short and exact.
 ALLOWED = (
@@ -39,6 +42,7 @@ class OdooTestReport:
     errors: int = 0
     skipped: list = field(default_factory=list)
     bad_lines: list = field(default_factory=list)
+    failure_lines: list = field(default_factory=list)
     reported: bool = False
 
     @property
@@ -66,5 +70,8 @@ def analyse(lines, database):
         if skip:
             report.skipped.append("%s.%s: %s" % skip.group(1, 2, 3))
         if _LEVEL_RE.match(line) and not is_allowed(line, database):
-            report.bad_lines.append(line)
+            if _TEST_FAILURE_RE.search(line):
+                report.failure_lines.append(line)
+            else:
+                report.bad_lines.append(line)
     return report

@@ -98,10 +98,17 @@ def external_server(env):
         )
     return PgServer(
         host=env.get("PGHOST") or "localhost",
-        port=int(env.get("PGPORT") or 5432),
+        port=_port(env.get("PGPORT")),
         user=user,
         password=env.get("PGPASSWORD", ""),
     )
+
+
+def _port(value):
+    try:
+        return int(value or 5432)
+    except ValueError:
+        raise ToolError("PGPORT=%r is not a port number" % value) from None
 
 
 def check_server(server):
@@ -255,14 +262,15 @@ class PrivateCluster:
             self.started_here = False
 
 
-def server_for(env, state_dir, say):
-    """The server to use, and the private cluster object when we manage one."""
+def server_for(env, state_dir, say, keep):
+    """The server to use; ``keep(cluster)`` is called before the cluster starts, so
+    the caller can always stop what was started, even when a later check fails."""
     server = external_server(env)
-    cluster = None
     if server is None:
         cluster = PrivateCluster(state_dir)
+        keep(cluster)
         server = cluster.ensure(say)
     else:
         say("postgresql: using %s" % server.label())
     check_server(server)
-    return server, cluster
+    return server

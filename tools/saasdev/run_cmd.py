@@ -9,6 +9,7 @@ real cron, the real HTTP customization) and its URL and login are printed.
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -89,7 +90,8 @@ def ensure_manager_db(ws, run, conf):
         cwd=ws.repo,
         env=ws.child_env(),
     )
-    lines = logfile.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = logfile.read_text(encoding="utf-8", errors="replace").splitlines() \
+        if logfile.is_file() else []
     bad = odoo_log.analyse(lines, MANAGER_DB).bad_lines
     if proc.returncode or bad or installed_state(ws, MANAGER_DB) != "installed":
         raise ToolError(
@@ -100,18 +102,32 @@ def ensure_manager_db(ws, run, conf):
 
 
 def ensure_blank_template(ws, run, conf):
-    """Build the Blank template's database (base, mail) once; the demo locks it."""
-    if BLANK_TEMPLATE_DB in ws.databases():
+    """Build the Blank template's database (base, mail) once; the demo locks it.
+
+    Built under a temporary name and renamed when complete: an interrupted
+    build is never mistaken for a template.
+    """
+    databases = ws.databases()
+    if BLANK_TEMPLATE_DB in databases:
         ws.say("template: %s exists" % BLANK_TEMPLATE_DB)
         return
+    building = BLANK_TEMPLATE_DB + "_building"
+    if building in databases:
+        ws.drop_database(building)
     logfile = ws.logs / "blank-template.log"
     ws.say("template: building %s (base, mail; about 15 s, once)" % BLANK_TEMPLATE_DB)
-    proc = run(ws.odoo_cmd(conf, "-d", BLANK_TEMPLATE_DB, "-i", "base,mail", "--stop-after-init",
+    proc = run(ws.odoo_cmd(conf, "-d", building, "-i", "base,mail", "--stop-after-init",
                            "--without-demo=all", "--no-http", "--logfile", str(logfile)),
                cwd=ws.repo, env=ws.child_env())
     if proc.returncode:
-        ws.drop_database(BLANK_TEMPLATE_DB)
+        ws.drop_database(building)
         raise ToolError("building the Blank template failed; see %s" % logfile)
+    ws.psql('ALTER DATABASE :"old" RENAME TO :"new";', params=[("old", building),
+                                                              ("new", BLANK_TEMPLATE_DB)])
+    old_store, new_store = (ws.data_dir / "filestore" / building,
+                            ws.data_dir / "filestore" / BLANK_TEMPLATE_DB)
+    if old_store.is_dir():
+        old_store.rename(new_store)
 
 
 #: Extra idempotent setup steps, ``fn(ws, run, conf)``, run after the manager
@@ -122,13 +138,15 @@ SETUP_STEPS = [ensure_manager_db, ensure_blank_template]
 def provision_demo(ws, conf, port):
     """Through ``odoo shell``: lock the template, provision "demo", print how to reach it."""
     script = (Path(__file__).with_name("demo_shell.py")).read_text(encoding="utf-8")
-    proc = subprocess.run(ws.odoo_cmd(conf, "-d", MANAGER_DB, "--no-http", "--log-level=warn",
-                                      command="shell"),
-                          input=script, capture_output=True, text=True, cwd=ws.repo,
-                          env=ws.child_env(), check=False)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SAAS_DEMO ")), None)
+    proc = subprocess.Popen(ws.odoo_cmd(conf, "-d", MANAGER_DB, "--no-http", "--log-level=warn",
+                                        command="shell"),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ws.repo, env=ws.child_env())
+    ws.children.append(proc)  # killed if the user stops ./dev run meanwhile
+    stdout, stderr = proc.communicate(script)
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("SAAS_DEMO ")), None)
     if not line:
-        ws.say("demo: provisioning could not be started:\n" + proc.stderr[-2000:])
+        ws.say("demo: provisioning could not be started:\n" + stderr[-2000:])
         return
     demo = json.loads(line[len("SAAS_DEMO "):])
     if demo["state"] != "active":
@@ -151,9 +169,8 @@ def serve(ws, conf, port):
             ]
         )
     )
-    # Ctrl-C and a supervisor's SIGTERM both mean "stop everything cleanly".
+    # Ctrl-C means "stop everything cleanly", even when started with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # Odoo gets its own session so that the terminal's Ctrl-C reaches only us and
     # Odoo receives exactly one SIGINT (a second one would force a hard stop).
     proc = subprocess.Popen(ws.odoo_cmd(conf), cwd=ws.repo, env=ws.child_env(),
@@ -175,7 +192,7 @@ def stop_odoo(proc):
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the master and its workers
         proc.wait()
 
 

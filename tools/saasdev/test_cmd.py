@@ -7,11 +7,13 @@ N skipped``.
 """
 
 import ast
+import re
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from . import odoo_log, pgcluster
+from .errors import ToolError
 from .odoo_conf import write_conf
 
 BANNER = "!" * 78
@@ -122,6 +124,7 @@ def run_odoo_suite(ws, run):
         dbfilter="^(%%h|%s)$" % database,
     )
     logfile = ws.logs / ("%s.log" % database)
+    drop_stale_test_databases(ws)
     before = ws.databases()
     ws.say("odoo: installing saas_manager with tests in %s (log: %s)" % (database, logfile))
     proc = run(
@@ -149,7 +152,7 @@ def run_odoo_suite(ws, run):
     report = odoo_log.analyse(lines, database)
     _tally_report(tally, report, proc.returncode)
     _check_leftovers(ws, tally, before | {database})
-    ws.drop_database(database)
+    _drop_quietly(ws, tally, [database])
     return tally
 
 
@@ -158,6 +161,7 @@ def _tally_report(tally, report, returncode):
     tally.failed = report.failed + report.errors
     tally.skipped = len(report.skipped)
     tally.details += ["skipped " + s for s in report.skipped]
+    tally.details += report.failure_lines
     if not report.reported or report.ran == 0:
         tally.failed += 1
         tally.details.append("Odoo reported no test run (exit %d): see the log" % returncode)
@@ -172,13 +176,39 @@ def _tally_report(tally, report, returncode):
         )
 
 
+#: Names the test suite gives the databases it creates (test database, template
+#: databases, clones under the tests' base domain "saas.test").  Only such
+#: names are ever dropped by this tool, so a concurrent ./dev run or other
+#: databases on a shared server are safe.
+TEST_DATABASE_RE = re.compile(r"^(saas_test_\d+|saas_tpl_test_[0-9a-f]+|[a-z0-9-]+\.saas\.test)$")
+
+
 def _check_leftovers(ws, tally, expected):
-    leftovers = sorted(ws.databases() - expected)
-    for name in leftovers:
-        ws.drop_database(name)
-    if leftovers:
-        tally.failed += 1
-        tally.details.append("tests left databases behind (now dropped): %s" % ", ".join(leftovers))
+    """Fail on databases the tests created and did not drop; drop them."""
+    leftovers = sorted(name for name in ws.databases() - expected
+                       if TEST_DATABASE_RE.match(name))
+    if not leftovers:
+        return
+    tally.failed += 1
+    tally.details.append("tests left databases behind (now dropped): %s" % ", ".join(leftovers))
+    _drop_quietly(ws, tally, leftovers)
+
+
+def _drop_quietly(ws, tally, names):
+    for name in names:
+        try:
+            ws.drop_database(name)
+        except ToolError as exc:
+            tally.details.append("could not drop %s: %s" % (name, exc))
+
+
+def drop_stale_test_databases(ws):
+    """Databases of an earlier, interrupted test run (same naming scheme)."""
+    stale = sorted(name for name in ws.databases() if TEST_DATABASE_RE.match(name))
+    if stale:
+        ws.say("odoo: dropping %d database(s) left by an interrupted run: %s"
+               % (len(stale), ", ".join(stale)))
+        _drop_quietly(ws, Tally("stale"), stale)
 
 
 def skipped_odoo(ws):

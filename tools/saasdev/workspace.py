@@ -46,6 +46,7 @@ class Workspace:
         self.python = None
         self.pg = None
         self.cluster = None
+        self.children = []  # background processes to kill on exit
 
     # -- discovery -------------------------------------------------------
     def find_odoo(self, required):
@@ -74,18 +75,26 @@ class Workspace:
             folder.mkdir(parents=True, exist_ok=True)
         self._link_addon()
         self.python = Venv(self.repo, self.odoo, self.env).ensure(self.say)
-        self.pg, self.cluster = pgcluster.server_for(self.env, self.local / "pg", self.say)
+        self.pg = pgcluster.server_for(self.env, self.local / "pg", self.say,
+                                       keep=lambda cluster: setattr(self, "cluster", cluster))
 
     def _link_addon(self):
         """Expose the clone under its module name, whatever the clone's folder is called."""
         link = self.addons_dir / ADDON_NAME
         if link.is_symlink() and link.resolve() == self.repo:
             return
-        if link.is_symlink() or link.exists():
+        if link.is_symlink() or link.is_file():
             link.unlink()
+        elif link.exists():
+            raise ToolError("%s exists and is not a link to this clone: remove it" % link)
         link.symlink_to(self.repo, target_is_directory=True)
 
     def close(self):
+        """Stop what this command started (children first, then PostgreSQL)."""
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         if self.cluster:
             self.cluster.stop(self.say)
 
