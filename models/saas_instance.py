@@ -135,9 +135,7 @@ class SaasInstance(models.Model):
 
     @api.depends("admin_password_encrypted")
     def _compute_admin_password(self):
-        for instance in self:
-            instance.admin_password = self._decrypt(instance.admin_password_encrypted,
-                                                    strict=False)
+        self._decrypt_into("admin_password_encrypted", "admin_password")
 
     def _compute_subscription_count(self):
         counts = dict(self.env["saas.subscription"]._read_group(
@@ -338,7 +336,8 @@ class SaasInstance(models.Model):
 
     def _provision_unlock(self):
         """Release the lock; an aborted transaction is rolled back first (outside tests)."""
-        if self.env.cr._cnx.status != psycopg2.extensions.STATUS_READY and not self._testing():
+        aborted = psycopg2.extensions.TRANSACTION_STATUS_INERROR
+        if self.env.cr._cnx.get_transaction_status() == aborted and not self._testing():
             self.env.cr.rollback()
         self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)", [PROVISION_LOCK_KEY, self.id])
 

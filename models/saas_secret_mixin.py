@@ -30,6 +30,11 @@ class SaasSecretMixin(models.AbstractModel):
         except vault.VaultError as exc:
             raise UserError(str(exc)) from exc
 
+    def _decrypt_into(self, token_field, clear_field):
+        """Compute helper: ``clear_field`` = decrypted ``token_field``, never raising."""
+        for record in self:
+            record[clear_field] = self._decrypt(record[token_field], strict=False)
+
     def _decrypt(self, token, strict=True):
         """Decrypt ``token``; with ``strict=False`` an undecryptable token reads as
         empty (a form must still open after a key change) and is logged."""

@@ -69,9 +69,7 @@ class SaasTemplate(models.Model):
 
     @api.depends("admin_password_encrypted")
     def _compute_admin_password(self):
-        for template in self:
-            template.admin_password = self._decrypt(template.admin_password_encrypted,
-                                                    strict=False)
+        self._decrypt_into("admin_password_encrypted", "admin_password")
 
     def _inverse_admin_password(self):
         for template in self:
