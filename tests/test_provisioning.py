@@ -183,6 +183,17 @@ class TestProvisioning(HttpCase):
         self.env["saas.instance"]._cron_provision()
         self.assertEqual(instance.state, "active", instance.last_error)
 
+    def test_invalid_names_create_nothing(self):
+        before = self.databases()
+        for subdomain in ('x"; DROP DATABASE postgres; --', "UPPER", "a_b", "www", "-x",
+                          self.tpl_db):
+            with self.subTest(subdomain=subdomain), self.assertRaises(ValidationError):
+                self.env["saas.instance"].create({
+                    "name": "bad", "partner_id": self.customer.id, "subdomain": subdomain,
+                    "template_id": self.template.id,
+                    "plan_id": self.env.ref("saas_manager.plan_starter").id})
+        self.assertEqual(self.databases(), before)
+
     def test_existing_database_is_never_dropped(self):
         instance = self.new_instance()
         with pg.maintenance(self.pg_params) as conn:
