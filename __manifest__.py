@@ -24,6 +24,7 @@
         "views/saas_subscription_views.xml",
         "views/res_partner_views.xml",
         "views/res_config_settings_views.xml",
+        "wizards/saas_template_delete_views.xml",
         "views/saas_menus.xml",
     ],
     "assets": {

@@ -16,6 +16,8 @@ against 0.30 s), so it is the default; ``saas.clone_strategy`` overrides it
 """
 
 import contextlib
+import os
+import subprocess
 
 import psycopg2
 from psycopg2 import sql
@@ -149,3 +151,21 @@ def drop(conn, name):
             sql.Identifier(name)))
     except psycopg2.Error as exc:
         raise PgError("Cannot drop %s: %s" % (name, (exc.pgerror or str(exc)).strip())) from exc
+
+
+def dump(params, name, path, pg_dump="pg_dump"):
+    """``pg_dump -Fc`` of ``name`` into ``path``, then check it lists back (pg_restore -l)."""
+    env = dict(os.environ)
+    for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
+                     ("password", "PGPASSWORD")):
+        if params.get(key):
+            env[var] = str(params[key])
+    done = subprocess.run([pg_dump, "-Fc", "-f", path, "--", name], env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise PgError("pg_dump of %s failed: %s" % (name, done.stderr.strip()))
+    listed = subprocess.run(["pg_restore", "-l", path], capture_output=True, text=True,
+                            check=False)
+    if listed.returncode or "TABLE DATA" not in listed.stdout:
+        raise PgError("The backup %s of %s does not read back." % (path, name))
+    return path

@@ -36,7 +36,7 @@ PROTECTED_FIELDS = frozenset({
     "state", "owned_database", "database_name", "host", "url", "subdomain_released",
     "admin_login", "admin_password_encrypted", "provision_step", "provision_timings",
     "provision_seconds", "last_error", "user_count", "storage_mb", "health_status",
-    "health_checked_at", "health_response_ms",
+    "health_checked_at", "health_response_ms", "template_revision", "template_built_at",
 })
 
 
@@ -73,6 +73,11 @@ class SaasInstance(models.Model):
                       precompute=True)
     template_id = fields.Many2one("saas.template", required=True, tracking=True,
                                   ondelete="restrict")
+    template_revision = fields.Integer(readonly=True, copy=False,
+                                       help="Revision of the template this instance was cloned "
+                                            "from (incremented at each lock).")
+    template_built_at = fields.Datetime(readonly=True, copy=False,
+                                        help="When that template revision was built.")
     plan_id = fields.Many2one("saas.plan", required=True, tracking=True, ondelete="restrict")
     subscription_id = fields.Many2one(
         "saas.subscription", string="Current Subscription", copy=False,
@@ -413,6 +418,8 @@ class SaasInstance(models.Model):
                 raise
             pg.set_comment(conn, target, self._owner_marker())
             run.undo.append(self._provision_remove_database)
+        self.sudo().write({"template_revision": template.revision,
+                           "template_built_at": template.built_at})
 
     def _owner_marker(self):
         return "saas_manager instance %s of %s" % (self.id, self.env.cr.dbname)

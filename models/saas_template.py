@@ -1,10 +1,19 @@
+import logging
+import os
 import re
+import sys
+import time
+
+import psycopg2
 
 from odoo import api, fields, models, sql_db
 from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
+from odoo.tools import config
 
-from ..engine import pg
+from ..engine import customize, filestore, naming, odoo_process, pg
+
+_logger = logging.getLogger(__name__)
 
 MODULE_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 TEMPLATE_DB_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -49,6 +58,24 @@ class SaasTemplate(models.Model):
         compute="_compute_admin_password", inverse="_inverse_admin_password",
         groups="saas_manager.group_saas_admin",
         help="Stored encrypted with the server's saas_manager_key, never in clear.")
+    lang = fields.Char(string="Language", default="en_US", required=True,
+                       help="Language installed in the template (code, e.g. fr_BE).")
+    with_demo = fields.Boolean(string="Demo Data", help="Load the modules' demo data.")
+    build_mode = fields.Selection([("install", "Install"), ("update", "Update")],
+                                  readonly=True, copy=False)
+    database_owned = fields.Boolean(
+        readonly=True, copy=False,
+        help="The database was built by saas_manager: only then may it drop it.")
+    build_log = fields.Text(readonly=True, copy=False, help="End of the last build's log.")
+    built_at = fields.Datetime(readonly=True, copy=False)
+    build_seconds = fields.Float(string="Build Time (s)", readonly=True, copy=False,
+                                 digits=(16, 1))
+    odoo_version = fields.Char(readonly=True, copy=False)
+    installed_modules = fields.Text(readonly=True, copy=False,
+                                    help="Modules installed in the template database, as read "
+                                         "from it at the last build or refresh.")
+    revision = fields.Integer(readonly=True, copy=False, default=0,
+                              help="Incremented each time the template is locked again.")
 
     _sql_constraints = [
         ("code_uniq", "unique(code)", "The template code must be unique."),
@@ -144,7 +171,8 @@ class SaasTemplate(models.Model):
             if template.state != "configuring":
                 raise UserError(self.env._("Only a template ready to configure can be locked."))
             template._saas_lock()
-        self.state = "ready"
+            template._refresh_info()
+            template.sudo().write({"state": "ready", "revision": template.revision + 1})
         return True
 
     def action_unlock(self):
@@ -154,5 +182,219 @@ class SaasTemplate(models.Model):
             if template.state != "ready":
                 raise UserError(self.env._("Only a locked template can be unlocked."))
             template._saas_unlock()
-        self.state = "configuring"
+        self.sudo().state = "configuring"
         return True
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_in_use(self):
+        """A template in use cannot be deleted (its instances remember it)."""
+        used = self.filtered(lambda t: t.with_context(active_test=False).instance_ids)
+        if used:
+            raise UserError(self.env._(
+                "%(names)s still has instances: archive it instead.",
+                names=", ".join(used.mapped("name"))))
+
+    def action_delete(self):
+        """Ask whether to drop the template's database too (wizard)."""
+        self.ensure_one()
+        self.check_access("unlink")
+        return {
+            "type": "ir.actions.act_window", "res_model": "saas.template.delete",
+            "view_mode": "form", "target": "new",
+            "context": {"default_template_id": self.id},
+        }
+
+    def _backup_and_drop(self):
+        """Dump the template database (verified), then drop it and its filestore."""
+        self.ensure_one()
+        folder = os.path.join(config["data_dir"], "saas_manager", "backups")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "%s-%s.dump" % (self.database_name,
+                                                     time.strftime("%Y%m%d-%H%M%S")))
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if not pg.exists(conn, self.database_name):
+                return False
+            pg.mark_template(conn, self.database_name, False)
+            pg.allow_connections(conn, self.database_name, True)
+        pg.dump(self._saas_pg_params(), self.database_name, path)
+        self._drop_database()
+        return path
+
+    # -- build and refresh ---------------------------------------------------------
+    def action_build(self):
+        """Create Template DB: queued; a cron runs Odoo as a separate process."""
+        self.check_access("write")
+        for template in self:
+            if template.state not in ("draft", "error"):
+                raise UserError(self.env._("%(name)s is already built.", name=template.name))
+        self._queue_build("install")
+        return True
+
+    def action_refresh(self):
+        """Update the template's modules (-u) and re-read what the database holds."""
+        self.check_access("write")
+        if self.filtered(lambda t: t.state != "configuring"):
+            raise UserError(self.env._("Unlock the template before refreshing it."))
+        self._queue_build("update")
+        return True
+
+    def action_open_database(self):
+        """Open the template database in the browser, where the routing mode serves it."""
+        self.ensure_one()
+        self.check_access("write")
+        if self.state != "configuring":
+            raise UserError(self.env._("Only an unlocked template can be opened."))
+        return {"type": "ir.actions.act_url", "target": "new", "url": self._access_url()}
+
+    def _access_url(self):
+        """``dbfilter`` maps a host to a database: the template's name must be one."""
+        params = self.env["saas.instance"]._saas_params()
+        name = self.database_name
+        if params["routing"] == "host" and "." in name and naming.DOMAIN_RE.match(name):
+            return "https://%s/odoo" % name
+        if params["routing"] == "subdomain" and naming.SUBDOMAIN_RE.match(name):
+            return "https://%s/odoo" % naming.host_for(name, params["base_domain"])
+        raise UserError(self.env._(
+            "With the current routing mode, no host reaches the database %(db)s. Name "
+            "template databases like hosts (e.g. tpl-%(code)s.example.com with dbfilter ^%%h$, "
+            "or tpl-%(code)s with ^%%d$): see CONFIGURATION.md, Templates.",
+            db=name, code=self.code))
+
+    def _queue_build(self, mode):
+        self.sudo().write({"state": "building", "build_mode": mode, "build_log": False})
+        self.env.ref("saas_manager.ir_cron_saas_template_build").sudo()._trigger()
+
+    @api.model
+    def _cron_build(self):
+        """Build or update queued templates, one Odoo process at a time."""
+        for template in self.sudo().search([("state", "=", "building")], order="id"):
+            template._build()
+            self.env["saas.instance"]._commit()
+        return True
+
+    def _build(self):
+        """Run the separate Odoo process; success -> ready to configure, else error."""
+        self.ensure_one()
+        start = time.perf_counter()
+        try:
+            if self.build_mode == "install":
+                self._build_prepare()
+            log_text = self._build_run()
+            if self.build_mode == "install":
+                self._set_admin_password()
+            self._refresh_info()
+        except Exception as exc:  # any failure: shown, and a half-built database removed
+            self._build_failed(exc)
+            return False
+        self.sudo().write({"state": "configuring", "build_seconds": time.perf_counter() - start,
+                           "build_log": odoo_process.tail(log_text),
+                           "built_at": fields.Datetime.now()})
+        return True
+
+    def _build_prepare(self):
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if pg.exists(conn, self.database_name):
+                raise UserError(self.env._(
+                    "A database named %(db)s already exists and was not built by SaaS "
+                    "Manager: it is left untouched.", db=self.database_name))
+        self.sudo().database_owned = True
+        self.env["saas.instance"]._commit()
+
+    def _build_run(self):
+        if not config.rcfile or not os.path.isfile(config.rcfile):
+            raise UserError(self.env._(
+                "Templates are built by a separate Odoo process that needs the server's "
+                "configuration file: start Odoo with -c odoo.conf."))
+        logdir = os.path.join(config["data_dir"], "saas_manager", "logs")
+        os.makedirs(logdir, exist_ok=True)
+        logfile = os.path.join(logdir, "template-%s.log" % self.code)
+        if os.path.exists(logfile):
+            os.remove(logfile)
+        args = odoo_process.command(
+            sys.executable, sys.argv[0], config.rcfile, self.database_name,
+            self.module_list() or ["base"], update=self.build_mode == "update",
+            demo=self.with_demo, lang=self.lang, logfile=logfile)
+        status = odoo_process.run(args)
+        log_text = ""
+        if os.path.exists(logfile):
+            with open(logfile, encoding="utf-8", errors="replace") as handle:
+                log_text = handle.read()
+        problem = odoo_process.first_problem(log_text)
+        if status or problem:
+            raise UserError(self.env._("The Odoo build process failed (exit %(code)s): %(why)s",
+                                       code=status, why=problem or odoo_process.tail(log_text,
+                                                                                     500)))
+        missing = set(self.module_list()) - set(self._read_installed_modules())
+        if missing:
+            raise UserError(self.env._(
+                "Not installed after the build: %(names)s. Odoo said: %(why)s",
+                names=", ".join(sorted(missing)),
+                why=odoo_process.first_problem(log_text, ("WARNING", "ERROR")) or "-"))
+        return log_text
+
+    def _set_admin_password(self):
+        """A generated administrator password, hashed as Odoo does, stored encrypted."""
+        password = customize.new_password()
+        hashed = self.env["res.users"]._crypt_context().hash(password)
+        with self._template_cursor() as cr:
+            cr.execute("UPDATE res_users SET password = %s WHERE login = %s",
+                       (hashed, self.admin_login))
+            if cr.rowcount != 1:
+                raise UserError(self.env._("No user %(login)s in the template.",
+                                           login=self.admin_login))
+        self.sudo().admin_password = password
+
+    def _template_cursor(self):
+        return _TemplateCursor(self.database_name, self._saas_pg_params())
+
+    def _read_installed_modules(self):
+        with self._template_cursor() as cr:
+            cr.execute("SELECT name FROM ir_module_module WHERE state = 'installed' "
+                       "ORDER BY name")
+            return [row[0] for row in cr.fetchall()]
+
+    def _refresh_info(self):
+        """Size, installed modules and Odoo version, as the database says."""
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            locked = not pg.connections_allowed(conn, self.database_name)
+            size = pg.size(conn, self.database_name) or 0
+        size += filestore.tree_size(self._saas_filestore(self.database_name))
+        values = {"size_mb": size / 1024 / 1024}
+        if not locked:
+            with self._template_cursor() as cr:
+                cr.execute("SELECT latest_version FROM ir_module_module WHERE name = 'base'")
+                row = cr.fetchone()
+                values["odoo_version"] = row and row[0]
+            values["installed_modules"] = ", ".join(self._read_installed_modules())
+        self.sudo().write(values)
+
+    def _build_failed(self, exc):
+        _logger.error("Building template %s (%s) failed: %s", self.code, self.database_name, exc)
+        if self.build_mode == "install" and self.database_owned:
+            self._drop_database()
+        self.sudo().write({"state": "error" if self.build_mode == "install" else "configuring",
+                           "build_log": str(exc)})
+        self.message_post(body=self.env._("Template build failed: %(error)s", error=str(exc)))
+
+    def _drop_database(self):
+        """Drop the template database and filestore (only ever one built here)."""
+        self._saas_release_database()
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            pg.drop(conn, self.database_name)
+        filestore.remove_tree(self._saas_filestore(self.database_name))
+        self.sudo().database_owned = False
+
+
+class _TemplateCursor:
+    """A short autocommit cursor on the template database (no Odoo registry)."""
+
+    def __init__(self, database, params):
+        self.database, self.params, self.conn = database, params, None
+
+    def __enter__(self):
+        self.conn = psycopg2.connect(dbname=self.database, **self.params)
+        self.conn.autocommit = True
+        return self.conn.cursor()
+
+    def __exit__(self, *exc):
+        self.conn.close()

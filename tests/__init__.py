@@ -4,4 +4,5 @@ from . import test_access
 from . import test_forms
 from . import test_secrets
 from . import test_provisioning
+from . import test_templates
 from . import test_ui

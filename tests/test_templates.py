@@ -1,0 +1,137 @@
+import os
+import shutil
+import uuid
+
+import psycopg2
+from passlib.context import CryptContext
+
+from odoo.exceptions import UserError
+from odoo.tests import TransactionCase, tagged
+from odoo.tools import config, mute_logger
+
+from ..engine import pg
+
+TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template"
+
+
+@tagged("post_install", "-at_install")
+class TestTemplateLifecycle(TransactionCase):
+    """Build, lock, clone, unlock, refresh and drop a real template database."""
+
+    def setUp(self):
+        super().setUp()
+        self.pg_params = self.env["saas.template"]._saas_pg_params()
+        self.made = []
+        self.addCleanup(self.drop_made)
+
+    def drop_made(self):
+        with pg.maintenance(self.pg_params) as conn:
+            for name in self.made:
+                pg.drop(conn, name)
+        for name in self.made:
+            shutil.rmtree(config.filestore(name), ignore_errors=True)
+
+    def new_template(self, modules):
+        name = "saas_tpl_test_%s" % uuid.uuid4().hex[:8]
+        self.made.append(name)
+        return self.env["saas.template"].create({
+            "name": "T %s" % name, "code": name[-8:], "database_name": name,
+            "module_names": modules})
+
+    def exists(self, name):
+        with pg.maintenance(self.pg_params) as conn:
+            return pg.exists(conn, name)
+
+    def test_blank_template_lifecycle(self):
+        template = self.new_template("base,mail")
+        template.action_build()
+        self.assertEqual(template.state, "building", "queued, not built in the request")
+        self.env["saas.template"]._cron_build()
+        self.assertEqual(template.state, "configuring", template.build_log)
+        self.assertTrue(self.exists(template.database_name))
+        self.assertIn("mail", template.installed_modules.split(", "))
+        self.assertTrue(template.odoo_version.startswith("18.0"))
+        self.assertGreater(template.size_mb, 5)
+        self.assertGreater(template.build_seconds, 0)
+        # the generated admin password works (hash verified as Odoo would)
+        conn = psycopg2.connect(dbname=template.database_name, **self.pg_params)
+        with conn.cursor() as cr:
+            cr.execute("SELECT password FROM res_users WHERE login = 'admin'")
+            stored = cr.fetchone()[0]
+        conn.close()
+        self.assertTrue(CryptContext(["pbkdf2_sha512"]).verify(template.admin_password, stored))
+        self.assertNotEqual(template.admin_password, "admin")
+
+        template.action_lock()
+        self.assertEqual((template.state, template.revision), ("ready", 1))
+        with pg.maintenance(self.pg_params) as conn:
+            self.assertFalse(pg.connections_allowed(conn, template.database_name))
+            clone = template.database_name + "_clone"
+            self.made.append(clone)
+            pg.clone(conn, template.database_name, clone)
+            self.assertTrue(pg.exists(conn, clone))
+
+        template.action_unlock()
+        self.assertEqual(template.state, "configuring")
+        template.action_refresh()
+        self.env["saas.template"]._cron_build()
+        self.assertEqual(template.state, "configuring", template.build_log)
+        self.assertIn("base", template.installed_modules.split(", "))
+
+        wizard = self.env["saas.template.delete"].create({"template_id": template.id,
+                                                          "drop_database": True})
+        database = template.database_name
+        wizard.action_confirm()
+        self.assertFalse(template.exists())
+        self.assertFalse(self.exists(database))
+        backups = os.path.join(config["data_dir"], "saas_manager", "backups")
+        dumps = [f for f in os.listdir(backups) if f.startswith(database)]
+        self.assertEqual(len(dumps), 1, "a verified backup before the drop")
+        os.remove(os.path.join(backups, dumps[0]))
+
+    def test_failed_build_leaves_no_database(self):
+        template = self.new_template("base,no_such_module_xyz")
+        template.action_build()
+        with mute_logger(TEMPLATE_LOGGER):
+            self.env["saas.template"]._cron_build()
+        self.assertEqual(template.state, "error")
+        self.assertIn("no_such_module_xyz", template.build_log)
+        self.assertFalse(self.exists(template.database_name))
+        self.assertFalse(template.database_owned)
+
+    def test_existing_database_is_not_adopted_nor_dropped(self):
+        template = self.new_template("base")
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute('CREATE DATABASE "%s"' % template.database_name)  # test-made name
+        template.action_build()
+        with mute_logger(TEMPLATE_LOGGER):
+            self.env["saas.template"]._cron_build()
+        self.assertEqual(template.state, "error")
+        self.assertIn("already exists", template.build_log)
+        self.assertTrue(self.exists(template.database_name))
+
+    def test_template_in_use_cannot_be_deleted(self):
+        template = self.env.ref("saas_manager.template_blank")
+        self.env["ir.config_parameter"].set_param("saas.base_domain", "example.com")
+        self.env["saas.instance"].create({
+            "name": "Used", "subdomain": "used%s" % uuid.uuid4().hex[:6],
+            "partner_id": self.env.user.partner_id.id, "template_id": template.id,
+            "plan_id": self.env.ref("saas_manager.plan_starter").id})
+        with self.assertRaises(UserError) as caught:
+            template.unlink()
+        self.assertIn("still has instances", str(caught.exception))
+
+    def test_access_url_follows_routing(self):
+        template = self.new_template("base")
+        set_param = self.env["ir.config_parameter"].set_param
+        set_param("saas.base_domain", "example.com")
+        set_param("saas.routing_mode", "subdomain")
+        template.database_name = "tpl-x%s" % template.code
+        self.made.append(template.database_name)
+        self.assertEqual(template._access_url(),
+                         "https://%s.example.com/odoo" % template.database_name)
+        set_param("saas.routing_mode", "host")
+        with self.assertRaises(UserError):
+            template._access_url()
+        template.database_name = "tpl-%s.example.com" % template.code
+        self.assertEqual(template._access_url(), "https://%s/odoo" % template.database_name)

@@ -1,0 +1,29 @@
+from odoo import fields, models
+
+
+class SaasTemplateDelete(models.TransientModel):
+    """Delete an unused template, and say what happens to its database."""
+
+    _name = "saas.template.delete"
+    _description = "Delete a SaaS Template"
+
+    template_id = fields.Many2one("saas.template", required=True, ondelete="cascade")
+    database_name = fields.Char(related="template_id.database_name")
+    drop_database = fields.Boolean(
+        help="Drop the template database and its filestore too. A verified backup "
+             "(pg_dump) is written to the data directory first.")
+
+    def action_confirm(self):
+        self.ensure_one()
+        template = self.template_id
+        template.check_access("unlink")
+        backup = template._backup_and_drop() if self.drop_database else False
+        name = template.name
+        template.unlink()
+        message = self.env._("Template %(name)s deleted.", name=name)
+        if backup:
+            message += " " + self.env._("Its database was dropped; backup: %(path)s",
+                                        path=backup)
+        return {"type": "ir.actions.client", "tag": "display_notification",
+                "params": {"message": message, "type": "success",
+                           "next": {"type": "ir.actions.act_window_close"}}}
