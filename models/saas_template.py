@@ -7,7 +7,7 @@ import time
 import psycopg2
 
 from odoo import api, fields, models, sql_db
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
@@ -16,6 +16,12 @@ from ..engine import customize, filestore, naming, odoo_process, pg
 _logger = logging.getLogger(__name__)
 
 MODULE_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+#: Written by saas_manager's own code only (as superuser): they decide what is
+#: built, dropped or cloned.
+PROTECTED_FIELDS = frozenset({
+    "state", "database_owned", "build_mode", "build_log", "built_at", "build_seconds",
+    "odoo_version", "installed_modules", "revision", "size_mb",
+})
 TEMPLATE_DB_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -185,6 +191,27 @@ class SaasTemplate(models.Model):
         self.sudo().state = "configuring"
         return True
 
+    def _check_protected(self, vals):
+        forbidden = PROTECTED_FIELDS.intersection(vals)
+        if forbidden and not self.env.su:
+            raise AccessError(self.env._(
+                "These fields are managed by SaaS Manager itself: %(fields)s",
+                fields=", ".join(sorted(forbidden))))
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            self._check_protected(vals)
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._check_protected(vals)
+        if "database_name" in vals and self.filtered(
+                lambda t: t.state not in ("draft", "error") or t.database_owned):
+            raise UserError(self.env._(
+                "The database of a built template cannot be renamed here."))
+        return super().write(vals)
+
     @api.ondelete(at_uninstall=False)
     def _unlink_except_in_use(self):
         """A template in use cannot be deleted (its instances remember it)."""
@@ -276,15 +303,17 @@ class SaasTemplate(models.Model):
         """Run the separate Odoo process; success -> ready to configure, else error."""
         self.ensure_one()
         start = time.perf_counter()
+        created = False  # only a database created by this very build may be dropped
         try:
             if self.build_mode == "install":
                 self._build_prepare()
+                created = True
             log_text = self._build_run()
             if self.build_mode == "install":
                 self._set_admin_password()
             self._refresh_info()
         except Exception as exc:  # any failure: shown, and a half-built database removed
-            self._build_failed(exc)
+            self._build_failed(exc, created)
             return False
         self.sudo().write({"state": "configuring", "build_seconds": time.perf_counter() - start,
                            "build_log": odoo_process.tail(log_text),
@@ -368,9 +397,9 @@ class SaasTemplate(models.Model):
             values["installed_modules"] = ", ".join(self._read_installed_modules())
         self.sudo().write(values)
 
-    def _build_failed(self, exc):
+    def _build_failed(self, exc, created):
         _logger.error("Building template %s (%s) failed: %s", self.code, self.database_name, exc)
-        if self.build_mode == "install" and self.database_owned:
+        if created:
             self._drop_database()
         self.sudo().write({"state": "error" if self.build_mode == "install" else "configuring",
                            "build_log": str(exc)})

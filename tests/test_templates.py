@@ -5,7 +5,7 @@ import uuid
 import psycopg2
 from passlib.context import CryptContext
 
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
@@ -135,3 +135,13 @@ class TestTemplateLifecycle(TransactionCase):
             template._access_url()
         template.database_name = "tpl-%s.example.com" % template.code
         self.assertEqual(template._access_url(), "https://%s/odoo" % template.database_name)
+
+    def test_build_fields_are_not_writable_by_users(self):
+        admin = self.env["res.users"].create({
+            "name": "SaaS admin", "login": "tpl_admin_%s" % uuid.uuid4().hex[:6],
+            "groups_id": [(4, self.env.ref("saas_manager.group_saas_admin").id)]})
+        template = self.new_template("base")
+        for values in ({"state": "building"}, {"database_owned": True},
+                       {"build_mode": "install"}, {"revision": 7}):
+            with self.subTest(values=values), self.assertRaises(AccessError):
+                template.with_user(admin).write(values)
