@@ -240,9 +240,11 @@ class SaasInstance(models.Model):
                 SQL.identifier("saas_instance_%s_live_uniq" % column), SQL.identifier(column)))
 
     # -- ORM -------------------------------------------------------------------
-    def _check_protected(self, vals):
+    def _check_protected(self, vals, creating=False):
         """Operational fields are written by saas_manager itself (as superuser) only."""
-        forbidden = PROTECTED_FIELDS.intersection(vals)
+        keys = set(vals) | ({key[len("default_"):] for key in self.env.context
+                             if key.startswith("default_")} if creating else set())
+        forbidden = PROTECTED_FIELDS.intersection(keys)
         if forbidden and not self.env.su:
             raise AccessError(self.env._(
                 "These fields are managed by SaaS Manager itself: %(fields)s",
@@ -251,7 +253,7 @@ class SaasInstance(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
-            self._check_protected(vals)
+            self._check_protected(vals, creating=True)
             if vals.get("subdomain"):
                 self._check_subdomain_free(vals["subdomain"])
         return super().create(vals_list)

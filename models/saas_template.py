@@ -16,6 +16,8 @@ from ..engine import customize, filestore, naming, odoo_process, pg
 _logger = logging.getLogger(__name__)
 
 MODULE_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+CODE_RE = re.compile(r"^[a-z0-9_-]+$")
+LANG_RE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?(@[a-z]+)?$")
 #: Written by saas_manager's own code only (as superuser): they decide what is
 #: built, dropped or cloned.
 PROTECTED_FIELDS = frozenset({
@@ -121,6 +123,16 @@ class SaasTemplate(models.Model):
                 raise ValidationError(self.env._(
                     "Invalid module technical name(s): %(names)s", names=", ".join(bad)))
 
+    @api.constrains("code", "lang")
+    def _check_code_and_lang(self):
+        for template in self:
+            if not CODE_RE.match(template.code or ""):
+                raise ValidationError(self.env._(
+                    "The template code may only contain lowercase letters, digits, '_' and '-'."))
+            if not LANG_RE.match(template.lang or ""):
+                raise ValidationError(self.env._("%(lang)r is not a language code (e.g. fr_BE).",
+                                                 lang=template.lang))
+
     @api.constrains("database_name")
     def _check_database_name(self):
         for template in self:
@@ -128,6 +140,10 @@ class SaasTemplate(models.Model):
                 raise ValidationError(self.env._(
                     "%(name)r is not a valid database name: use up to 63 lowercase letters, "
                     "digits, '_', '.' or '-'.", name=template.database_name))
+            if template.database_name in naming.ALWAYS_RESERVED:
+                raise ValidationError(self.env._(
+                    "%(name)s is a PostgreSQL database, not a template.",
+                    name=template.database_name))
             if template.database_name == self.env.cr.dbname:
                 raise ValidationError(self.env._(
                     "A template cannot use the manager's own database."))
@@ -191,8 +207,11 @@ class SaasTemplate(models.Model):
         self.sudo().state = "configuring"
         return True
 
-    def _check_protected(self, vals):
-        forbidden = PROTECTED_FIELDS.intersection(vals)
+    def _check_protected(self, vals, creating=False):
+        """Also refuses ``default_<field>`` context keys, which create() would apply."""
+        keys = set(vals) | ({key[len("default_"):] for key in self.env.context
+                             if key.startswith("default_")} if creating else set())
+        forbidden = PROTECTED_FIELDS.intersection(keys)
         if forbidden and not self.env.su:
             raise AccessError(self.env._(
                 "These fields are managed by SaaS Manager itself: %(fields)s",
@@ -201,15 +220,15 @@ class SaasTemplate(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
-            self._check_protected(vals)
+            self._check_protected(vals, creating=True)
         return super().create(vals_list)
 
     def write(self, vals):
         self._check_protected(vals)
-        if "database_name" in vals and self.filtered(
+        if {"database_name", "admin_login"} & set(vals) and self.filtered(
                 lambda t: t.state not in ("draft", "error") or t.database_owned):
             raise UserError(self.env._(
-                "The database of a built template cannot be renamed here."))
+                "The database and administrator of a built template cannot be changed."))
         return super().write(vals)
 
     @api.ondelete(at_uninstall=False)
@@ -238,6 +257,10 @@ class SaasTemplate(models.Model):
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, "%s-%s.dump" % (self.database_name,
                                                      time.strftime("%Y%m%d-%H%M%S")))
+        if not self.database_owned:
+            raise UserError(self.env._(
+                "%(db)s was not built by SaaS Manager: it is not dropped.",
+                db=self.database_name))
         with pg.maintenance(self._saas_pg_params()) as conn:
             if not pg.exists(conn, self.database_name):
                 return False

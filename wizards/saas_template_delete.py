@@ -1,4 +1,5 @@
 from odoo import fields, models
+from odoo.exceptions import UserError
 
 
 class SaasTemplateDelete(models.TransientModel):
@@ -17,6 +18,12 @@ class SaasTemplateDelete(models.TransientModel):
         self.ensure_one()
         template = self.template_id
         template.check_access("unlink")
+        if template.with_context(active_test=False).instance_ids:
+            raise UserError(self.env._("%(name)s still has instances: archive it instead.",
+                                       name=template.name))
+        if template.state == "building":
+            raise UserError(self.env._("%(name)s is being built: wait for the build to end.",
+                                       name=template.name))
         backup = template._backup_and_drop() if self.drop_database else False
         name = template.name
         template.unlink()
