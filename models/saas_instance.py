@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import psycopg2
 
 from odoo import api, fields, models, sql_db
-from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tools import SQL, config
 
@@ -55,6 +55,7 @@ class SaasInstance(models.Model):
     _name = "saas.instance"
     _description = "SaaS Instance"
     _inherit = ["mail.thread", "mail.activity.mixin", "saas.secret.mixin", "saas.server.mixin"]
+    _saas_protected_fields = PROTECTED_FIELDS
     _order = "create_date desc, id desc"
 
     name = fields.Char(required=True, tracking=True)
@@ -240,26 +241,16 @@ class SaasInstance(models.Model):
                 SQL.identifier("saas_instance_%s_live_uniq" % column), SQL.identifier(column)))
 
     # -- ORM -------------------------------------------------------------------
-    def _check_protected(self, vals, creating=False):
-        """Operational fields are written by saas_manager itself (as superuser) only."""
-        keys = set(vals) | ({key[len("default_"):] for key in self.env.context
-                             if key.startswith("default_")} if creating else set())
-        forbidden = PROTECTED_FIELDS.intersection(keys)
-        if forbidden and not self.env.su:
-            raise AccessError(self.env._(
-                "These fields are managed by SaaS Manager itself: %(fields)s",
-                fields=", ".join(sorted(forbidden))))
-
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
-            self._check_protected(vals, creating=True)
+            self._saas_check_protected(vals, creating=True)
             if vals.get("subdomain"):
                 self._check_subdomain_free(vals["subdomain"])
         return super().create(vals_list)
 
     def write(self, vals):
-        self._check_protected(vals)
+        self._saas_check_protected(vals)
         if "subdomain" in vals:
             if self.sudo().filtered("owned_database"):
                 raise UserError(self.env._(

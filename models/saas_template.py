@@ -7,7 +7,7 @@ import time
 import psycopg2
 
 from odoo import api, fields, models, sql_db
-from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
@@ -38,6 +38,7 @@ class SaasTemplate(models.Model):
     _name = "saas.template"
     _description = "SaaS Template"
     _inherit = ["mail.thread", "image.mixin", "saas.secret.mixin", "saas.server.mixin"]
+    _saas_protected_fields = PROTECTED_FIELDS
     _order = "sequence, name"
 
     name = fields.Char(required=True, translate=True, tracking=True)
@@ -207,24 +208,14 @@ class SaasTemplate(models.Model):
         self.sudo().state = "configuring"
         return True
 
-    def _check_protected(self, vals, creating=False):
-        """Also refuses ``default_<field>`` context keys, which create() would apply."""
-        keys = set(vals) | ({key[len("default_"):] for key in self.env.context
-                             if key.startswith("default_")} if creating else set())
-        forbidden = PROTECTED_FIELDS.intersection(keys)
-        if forbidden and not self.env.su:
-            raise AccessError(self.env._(
-                "These fields are managed by SaaS Manager itself: %(fields)s",
-                fields=", ".join(sorted(forbidden))))
-
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
-            self._check_protected(vals, creating=True)
+            self._saas_check_protected(vals, creating=True)
         return super().create(vals_list)
 
     def write(self, vals):
-        self._check_protected(vals)
+        self._saas_check_protected(vals)
         if {"database_name", "admin_login"} & set(vals) and self.filtered(
                 lambda t: t.state not in ("draft", "error") or t.database_owned):
             raise UserError(self.env._(

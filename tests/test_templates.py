@@ -4,6 +4,7 @@ import uuid
 
 import psycopg2
 from passlib.context import CryptContext
+from psycopg2 import sql
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, tagged
@@ -102,7 +103,7 @@ class TestTemplateLifecycle(TransactionCase):
     def test_existing_database_is_not_adopted_nor_dropped(self):
         template = self.new_template("base")
         with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
-            cr.execute('CREATE DATABASE "%s"' % template.database_name)  # test-made name
+            cr.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template.database_name)))
         template.action_build()
         with mute_logger(TEMPLATE_LOGGER):
             self.env["saas.template"]._cron_build()
