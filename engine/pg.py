@@ -161,10 +161,11 @@ def dump(params, name, path, pg_dump="pg_dump"):
         if params.get(key):
             env[var] = str(params[key])
     done = subprocess.run([pg_dump, "-Fc", "-f", path, "--", name], env=env,
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, errors="replace", check=False)
     if done.returncode:
         raise PgError("pg_dump of %s failed: %s" % (name, done.stderr.strip()))
     listed = subprocess.run(["pg_restore", "-l", path], capture_output=True, text=True,
+                            errors="replace",
                             check=False)
     if listed.returncode or "TABLE DATA" not in listed.stdout:
         raise PgError("The backup %s of %s does not read back." % (path, name))

@@ -1,0 +1,315 @@
+"""Final backups that are read back before anything is dropped, and their restore.
+
+Terminating an instance drops its database and filestore; the backup taken
+just before is then the only copy of the customer's data.  So a backup is
+only returned once both of its files have been read back:
+
+* the database as ``pg_dump -Fc`` (:func:`.pg.dump` lists it back with
+  ``pg_restore -l``);
+* the filestore as a ``.tar.gz`` whose every member is read to its end and
+  whose regular files are counted against those archived.  Compression
+  level 1: attachments are mostly compressed already (images, PDFs,
+  office files), a higher level costs time for little space.
+
+Both backup files are reserved first (created exclusively, mode 0600:
+they hold customer data), so an existing backup is never overwritten, and a
+failed backup removes exactly the files it created.  A restore likewise creates its database and
+filestore directory itself, refuses existing ones, and removes both when it
+fails.
+"""
+
+import contextlib
+import os
+import subprocess
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import psycopg2
+from psycopg2 import sql
+
+from . import filestore, pg
+
+#: Bytes read at a time when reading archive members back.
+CHUNK = 1024 * 1024
+#: Errors that mean "the archive cannot be written or read", besides OSError.
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error)
+
+
+class BackupError(pg.PgError):
+    """A backup or restore failed; what it had created is removed."""
+
+
+@dataclass
+class Backup:
+    """A verified backup: its two files, the files archived, and both files' sizes."""
+
+    dump_path: str
+    filestore_path: str
+    files: int
+    dump_bytes: int
+    filestore_bytes: int
+
+
+def _pg_env(params):
+    """The environment for PostgreSQL's client programs: libpq's ``PG*`` from ``params``."""
+    env = dict(os.environ)
+    for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
+                     ("password", "PGPASSWORD")):
+        if params.get(key):
+            env[var] = str(params[key])
+    return env
+
+
+def _conninfo(database):
+    """A libpq connection string naming ``database`` only.
+
+    Given as ``-d``, a bare name containing ``=`` or starting with
+    ``postgresql://`` would be read as connection settings; a quoted
+    ``dbname='...'`` is always read as a name.
+    """
+    return "dbname='%s'" % database.replace("\\", "\\\\").replace("'", "\\'")
+
+
+# -- filestore archive -------------------------------------------------------------------
+def _private(path, flags):
+    """``open`` opener creating files readable by their owner only (customer data)."""
+    return os.open(path, flags, 0o600)
+
+
+def _walk_error(exc):
+    """``os.walk`` skips unreadable directories unless told: an archive must not."""
+    if not isinstance(exc, FileNotFoundError):  # removed meanwhile: nothing to archive
+        raise exc
+
+
+def archive_filestore(src_dir, tar_path):
+    """Archive the contents of ``src_dir`` into ``tar_path`` (gzip); return the files archived.
+
+    Member names are relative to ``src_dir``.  A missing ``src_dir`` (a
+    database without attachments) gives a valid empty archive.  The archive
+    is written to ``tar_path + ".part"`` and renamed when complete, so
+    ``tar_path`` is never a partial archive.  A file removed while the
+    archive is written (Odoo's attachment garbage collector) is skipped; an
+    unreadable one fails the archive.
+    """
+    part = tar_path + ".part"
+    files = 0
+    tree = os.walk(src_dir, onerror=_walk_error) if os.path.isdir(src_dir) else ()
+    try:
+        with open(part, "wb", opener=_private) as raw, \
+                tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tar:
+            for root, dirs, names in tree:
+                dirs.sort()
+                for name in dirs + sorted(names):
+                    files += _add_member(tar, os.path.join(root, name), src_dir)
+        os.replace(part, tar_path)
+    except BaseException:
+        _remove_files([part])
+        raise
+    return files
+
+
+def _add_member(tar, path, src_dir):
+    """Add ``path`` (not what is below it) to ``tar``; 1 when it is a regular file, else 0."""
+    try:
+        info = tar.gettarinfo(path, os.path.relpath(path, src_dir))
+        if info is None:  # a socket: nothing to keep
+            return 0
+        if not info.isreg():
+            tar.addfile(info)
+            return 0
+        with open(path, "rb") as handle:
+            tar.addfile(info, handle)
+        return 1
+    except FileNotFoundError:
+        return 0
+
+
+def verify_archive(tar_path, expected_files):
+    """Read every member of ``tar_path`` to its end; raise :class:`BackupError` unless
+    it reads back and holds ``expected_files`` regular files.  Returns that count.
+
+    After the members, the rest of the gzip stream is read too: gzip checks
+    its CRC and length only at the end of the stream.
+    """
+    files = 0
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for member in tar:
+                if member.isreg():
+                    with tar.extractfile(member) as handle:
+                        while handle.read(CHUNK):
+                            pass
+                    files += 1
+            while tar.fileobj.read(CHUNK):
+                pass
+    except (OSError, *_ARCHIVE_ERRORS) as exc:
+        raise BackupError("The filestore archive %s does not read back: %s" % (
+            tar_path, exc)) from exc
+    if files != expected_files:
+        raise BackupError("The filestore archive %s holds %d files, %d were archived." % (
+            tar_path, files, expected_files))
+    return files
+
+
+def _check_members(tar):
+    """Refuse members that would land outside the destination (absolute or ``..``)."""
+    for member in tar.getmembers():
+        parts = PurePosixPath(member.name).parts
+        if member.name.startswith(("/", "\\")) or ".." in parts:
+            raise BackupError("The filestore archive holds an unsafe path: %r" % member.name)
+
+
+def _extract(tar_path, dest_dir):
+    """Extract ``tar_path`` into ``dest_dir`` (which must exist) with the ``data`` filter."""
+    with tarfile.open(tar_path, "r:gz") as tar:
+        _check_members(tar)
+        tar.extractall(dest_dir, filter="data")
+
+
+# -- backup ------------------------------------------------------------------------------
+def _reserve(path):
+    """Create ``path`` empty (mode 0600) or raise :class:`BackupError` when it exists."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise BackupError("%s already exists: a backup is never overwritten." % path) from None
+
+
+def _remove_files(paths):
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _check_part(label, value):
+    if not value or os.sep in value or "\0" in value or value in (".", ".."):
+        raise BackupError("Invalid %s for a backup file name: %r" % (label, value))
+
+
+def backup(params, database, filestore_dir, backup_dir, stamp):
+    """Dump ``database``, archive ``filestore_dir``, both into ``backup_dir``: a :class:`Backup`.
+
+    Files: ``<database>-<stamp>.dump`` and
+    ``<database>-<stamp>.filestore.tar.gz``; both are read back before this
+    returns.  Existing files are refused.  On any failure the files this
+    call created are removed and :class:`BackupError` says why.
+    """
+    _check_part("database name", database)
+    _check_part("stamp", stamp)
+    base = os.path.join(backup_dir, "%s-%s" % (database, stamp))
+    dump_path, tar_path = base + ".dump", base + ".filestore.tar.gz"
+    created = []
+    try:
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        for path in (dump_path, tar_path):
+            _reserve(path)
+            created.append(path)
+        pg.dump(params, database, dump_path)
+        files = archive_filestore(filestore_dir, tar_path)
+        verify_archive(tar_path, files)
+        return Backup(dump_path, tar_path, files, os.path.getsize(dump_path),
+                      os.path.getsize(tar_path))
+    except BackupError:
+        _remove_files(created)
+        raise
+    except (pg.PgError, OSError, *_ARCHIVE_ERRORS) as exc:
+        _remove_files(created)
+        raise BackupError("Backup of %s failed: %s" % (database, exc)) from exc
+    except BaseException:
+        _remove_files(created)
+        raise
+
+
+# -- restore -----------------------------------------------------------------------------
+def _create_database(params, database):
+    """Create ``database`` empty as Odoo creates its databases (UTF8, C collation, template0).
+
+    ``pg_dump -Fc`` without ``--create`` carries no database settings, and
+    restoring into a copy of ``template1`` would collide with whatever was
+    added to it: PostgreSQL's advice is an empty database from template0.
+    """
+    with pg.maintenance(params) as conn:
+        if pg.exists(conn, database):
+            raise BackupError("Database %s already exists: restore into a new name." % database)
+        try:
+            with conn.cursor() as cr:
+                cr.execute(sql.SQL("CREATE DATABASE {} ENCODING 'unicode' LC_COLLATE 'C' "
+                                   "TEMPLATE template0").format(sql.Identifier(database)))
+        except psycopg2.Error as exc:
+            raise BackupError("Cannot create %s: %s" % (
+                database, (exc.pgerror or str(exc)).strip())) from exc
+
+
+def _pg_restore(params, dump_path, database):
+    done = subprocess.run(["pg_restore", "--no-owner", "--exit-on-error",
+                           "-d", _conninfo(database), "--", dump_path],
+                          env=_pg_env(params), capture_output=True, text=True, errors="replace",
+                          check=False)
+    if done.returncode:
+        raise BackupError("pg_restore of %s into %s failed: %s" % (
+            dump_path, database, done.stderr.strip()))
+
+
+def _undo_restore(params, database, filestore_dir):
+    """Drop the database and filestore a failed restore created; say what could not be."""
+    problems = []
+    if filestore_dir:
+        try:
+            filestore.remove_tree(filestore_dir)
+        except OSError as exc:
+            problems.append("removing %s failed: %s" % (filestore_dir, exc))
+    try:
+        with pg.maintenance(params) as conn:
+            pg.drop(conn, database)
+    except (pg.PgError, psycopg2.Error) as exc:
+        problems.append("dropping %s failed: %s" % (database, str(exc).strip()))
+    return problems
+
+
+def restore(params, backup, database, filestore_dir):
+    """Restore ``backup`` into a new database ``database`` and a new ``filestore_dir``.
+
+    Neither may exist.  On failure, the database and the filestore
+    directory this call created are removed and :class:`BackupError` says
+    why (and what could not be cleaned up).
+    """
+    for path in (backup.dump_path, backup.filestore_path):
+        if not path or not os.path.isfile(path):
+            raise BackupError("Backup file %s is missing." % path)
+    if os.path.lexists(filestore_dir):
+        raise BackupError("%s already exists: restore into a new filestore." % filestore_dir)
+    _create_database(params, database)
+    made_dir = None
+    try:
+        _pg_restore(params, backup.dump_path, database)
+        os.makedirs(filestore_dir)
+        made_dir = filestore_dir
+        _extract(backup.filestore_path, filestore_dir)
+    except BaseException as exc:
+        problems = _undo_restore(params, database, made_dir)
+        if not isinstance(exc, (pg.PgError, OSError, *_ARCHIVE_ERRORS)):
+            raise
+        reason = str(exc) if isinstance(exc, BackupError) else "Restore of %s failed: %s" % (
+            database, exc)
+        raise BackupError("; ".join([reason, *problems])) from exc
+
+
+def row_counts(conn):
+    """``{"schema.table": rows}`` of every ordinary table of schema ``public`` (exact counts).
+
+    For comparing a restored database with its source.
+    """
+    counts = {}
+    with conn.cursor() as cr:
+        cr.execute("""SELECT n.nspname, c.relname FROM pg_class c
+                        JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = 'public' AND c.relkind = 'r'
+                       ORDER BY c.relname""")
+        for schema, table in cr.fetchall():
+            cr.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table)))
+            counts["%s.%s" % (schema, table)] = cr.fetchone()[0]
+    return counts
