@@ -42,6 +42,11 @@ def parser():
     run.add_argument("--workers", type=int, default=2, help="Odoo workers (0 = threaded)")
     test = sub.add_parser("test", help="lint, standalone tests and the Odoo test suite")
     test.add_argument("--no-lint", action="store_true", help="skip ruff and pylint-odoo")
+    test.add_argument("--tags", default=test_cmd.DEFAULT_TAGS,
+                      help="Odoo --test-tags, e.g. /saas_manager:TestSubscriptionLifecycle "
+                           "(default: the whole module)")
+    test.add_argument("--no-standalone", action="store_true",
+                      help="skip the standalone (pytest) suite")
     return root
 
 
@@ -55,7 +60,8 @@ def main(argv=None):
             return run_cmd.main(
                 ws, run_process, port=args.port, routing=args.routing, workers=args.workers
             )
-        return test_cmd.main(ws, run_process, lint=not args.no_lint)
+        return test_cmd.main(ws, run_process, lint=not args.no_lint, tags=args.tags,
+                             standalone=not args.no_standalone)
     except ToolError as exc:
         print("dev %s: %s" % (args.command, exc), file=sys.stderr, flush=True)
         return exc.status

@@ -17,6 +17,7 @@ from .errors import ToolError
 from .odoo_conf import write_conf
 
 BANNER = "!" * 78
+DEFAULT_TAGS = "/saas_manager"
 
 
 @dataclass
@@ -107,7 +108,7 @@ def odoo_test_names(repo):
     return names
 
 
-def run_odoo_suite(ws, run):
+def run_odoo_suite(ws, run, tags=DEFAULT_TAGS):
     """Install saas_manager in a fresh database with tests enabled, then read the log."""
     tally = Tally("odoo")
     database = "saas_test_%d" % int(time.time())
@@ -136,7 +137,7 @@ def run_odoo_suite(ws, run):
             "saas_manager",
             "--test-enable",
             "--test-tags",
-            "/saas_manager",
+            tags,
             "--stop-after-init",
             "--logfile",
             str(logfile),
@@ -230,14 +231,15 @@ def skipped_odoo(ws):
     return tally
 
 
-def main(ws, run, lint=True):
+def main(ws, run, lint=True, tags=DEFAULT_TAGS, standalone=True):
     """Run every layer and return the process exit status."""
     ws.find_odoo(required=False)
     ws.prepare()
     try:
         tallies = [run_lint(ws, run)] if lint else []
-        tallies.append(run_pytest(ws, run))
-        tallies.append(run_odoo_suite(ws, run) if ws.odoo else skipped_odoo(ws))
+        if standalone:
+            tallies.append(run_pytest(ws, run))
+        tallies.append(run_odoo_suite(ws, run, tags) if ws.odoo else skipped_odoo(ws))
     finally:
         ws.close()
     for tally in tallies:
