@@ -18,6 +18,7 @@
         "data/saas_plan_data.xml",
         "data/saas_template_data.xml",
         "data/ir_cron_data.xml",
+        "data/mail_template_data.xml",
         "views/saas_template_views.xml",
         "views/saas_plan_views.xml",
         "views/saas_instance_views.xml",
@@ -25,6 +26,8 @@
         "views/res_partner_views.xml",
         "views/res_config_settings_views.xml",
         "wizards/saas_template_delete_views.xml",
+        "wizards/saas_subscription_change_views.xml",
+        "wizards/saas_instance_terminate_views.xml",
         "views/saas_menus.xml",
     ],
     "assets": {

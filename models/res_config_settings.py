@@ -23,6 +23,21 @@ class ResConfigSettings(models.TransientModel):
         [("WAL_LOG", "WAL_LOG (PostgreSQL default, faster for small templates)"),
          ("FILE_COPY", "FILE_COPY (faster for large templates on a quiet cluster)")],
         string="Clone Strategy", config_parameter="saas.clone_strategy", default="WAL_LOG")
+    saas_invoice_auto_post = fields.Boolean(
+        string="Post Subscription Invoices", config_parameter="saas.invoice_auto_post",
+        default=True, help="Post invoices at once; otherwise they stay in draft for review.")
+    saas_payment_grace_days = fields.Integer(
+        string="Payment Grace (days)", config_parameter="saas.payment_grace_days", default=7,
+        help="An invoice still unpaid this many days after its due date suspends the instance.")
+    saas_limit_policy = fields.Selection(
+        [("notify", "Notify the customer and flag the instance"),
+         ("suspend", "Notify, then suspend after the grace days")],
+        string="Over-limit Policy", config_parameter="saas.limit_policy", default="notify")
+    saas_limit_suspend_days = fields.Integer(
+        string="Over-limit Grace (days)", config_parameter="saas.limit_suspend_days", default=7)
+    saas_health_alert_failures = fields.Integer(
+        string="Alert After Failed Checks", config_parameter="saas.health_alert_failures",
+        default=3, help="Consecutive failed hourly checks before the responsible gets a to-do.")
     saas_required_dbfilter = fields.Char(string="Required dbfilter",
                                          compute="_compute_saas_dbfilter")
     saas_server_dbfilter = fields.Char(string="Server dbfilter",
@@ -37,6 +52,15 @@ class ResConfigSettings(models.TransientModel):
             settings.saas_required_dbfilter = required
             settings.saas_server_dbfilter = server or self.env._("(not set)")
             settings.saas_dbfilter_mismatch = server != required
+
+    @api.constrains("saas_payment_grace_days", "saas_limit_suspend_days",
+                    "saas_health_alert_failures")
+    def _check_saas_numbers(self):
+        for settings in self:
+            if min(settings.saas_payment_grace_days, settings.saas_limit_suspend_days) < 0 or (
+                    settings.saas_health_alert_failures < 1):
+                raise ValidationError(self.env._(
+                    "Grace days cannot be negative and alerts need at least one failure."))
 
     @api.constrains("saas_base_domain")
     def _check_saas_base_domain(self):

@@ -1,6 +1,5 @@
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tools import SQL, config
 
-from ..engine import customize, filestore, naming, pg, proxy, sanitize
+from ..engine import backup, customize, filestore, health, naming, pg, proxy, sanitize, usage
 
 _logger = logging.getLogger(__name__)
 
@@ -37,7 +36,22 @@ PROTECTED_FIELDS = frozenset({
     "admin_login", "admin_password_encrypted", "provision_step", "provision_timings",
     "provision_seconds", "last_error", "user_count", "storage_mb", "health_status",
     "health_checked_at", "health_response_ms", "template_revision", "template_built_at",
+    "suspension_reason", "suspended_on", "terminated_on", "backup_dump_path",
+    "backup_filestore_path", "database_mb", "filestore_mb", "usage_checked_at",
+    "user_limit_exceeded", "storage_limit_exceeded", "limit_exceeded_since",
+    "health_failures", "health_history", "health_error",
 })
+SUSPENSION_REASONS = [
+    ("manual", "Suspended by the operator"),
+    ("unpaid", "Unpaid invoice"),
+    ("expired", "Subscription expired"),
+    ("cancelled", "Subscription cancelled"),
+    ("user_limit", "User limit exceeded"),
+    ("storage_limit", "Storage limit exceeded"),
+]
+#: Health checks remembered per instance (newest last), one character each.
+HEALTH_HISTORY = 48
+HEALTH_UP, HEALTH_DOWN = "+", "-"
 
 
 @dataclass
@@ -54,7 +68,8 @@ class SaasInstance(models.Model):
 
     _name = "saas.instance"
     _description = "SaaS Instance"
-    _inherit = ["mail.thread", "mail.activity.mixin", "saas.secret.mixin", "saas.server.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "saas.secret.mixin", "saas.server.mixin",
+                "saas.lifecycle.mixin"]
     _saas_protected_fields = PROTECTED_FIELDS
     _order = "create_date desc, id desc"
 
@@ -97,16 +112,39 @@ class SaasInstance(models.Model):
     provision_seconds = fields.Float(string="Provisioning Time (s)", readonly=True, copy=False,
                                      digits=(16, 2))
     last_error = fields.Text(readonly=True, copy=False, groups="saas_manager.group_saas_user")
+    user_id = fields.Many2one("res.users", string="Responsible", tracking=True,
+                              default=lambda self: self.env.user,
+                              help="Gets the health alerts of this instance.")
+    suspension_reason = fields.Selection(SUSPENSION_REASONS, readonly=True, copy=False,
+                                         tracking=True)
+    suspended_on = fields.Datetime(readonly=True, copy=False)
+    terminated_on = fields.Datetime(readonly=True, copy=False)
+    backup_dump_path = fields.Char(string="Final Backup (database)", readonly=True, copy=False,
+                                   groups="saas_manager.group_saas_manager")
+    backup_filestore_path = fields.Char(string="Final Backup (filestore)", readonly=True,
+                                        copy=False, groups="saas_manager.group_saas_manager")
     user_count = fields.Integer(string="Users Used", readonly=True, copy=False)
     user_limit = fields.Integer(related="plan_id.max_users", string="Users Allowed")
+    database_mb = fields.Float(string="Database (MB)", readonly=True, copy=False,
+                               digits=(16, 1))
+    filestore_mb = fields.Float(string="Filestore (MB)", readonly=True, copy=False,
+                                digits=(16, 1))
     storage_mb = fields.Float(string="Storage Used (MB)", readonly=True, copy=False,
-                              digits=(16, 1))
+                              digits=(16, 1), help="Database plus filestore.")
     storage_limit_gb = fields.Integer(related="plan_id.storage_gb", string="Storage Allowed (GB)")
+    usage_checked_at = fields.Datetime(string="Usage Measured", readonly=True, copy=False)
+    user_limit_exceeded = fields.Boolean(readonly=True, copy=False)
+    storage_limit_exceeded = fields.Boolean(readonly=True, copy=False)
+    limit_exceeded_since = fields.Date(readonly=True, copy=False)
     health_status = fields.Selection(
         [("unknown", "Unknown"), ("up", "Up"), ("down", "Down")],
         default="unknown", readonly=True, copy=False)
     health_checked_at = fields.Datetime(string="Last Health Check", readonly=True, copy=False)
     health_response_ms = fields.Integer(string="Response Time (ms)", readonly=True, copy=False)
+    health_failures = fields.Integer(string="Consecutive Failures", readonly=True, copy=False)
+    health_history = fields.Char(readonly=True, copy=False,
+                                 help="Last checks, oldest first: + up, - down.")
+    health_error = fields.Char(string="Last Health Error", readonly=True, copy=False)
     company_id = fields.Many2one("res.company", required=True, index=True,
                                  default=lambda self: self.env.company)
     custom_domain = fields.Char(
@@ -320,13 +358,6 @@ class SaasInstance(models.Model):
         self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
         return True
 
-    def _commit(self):
-        """Commit outside tests (a test's transaction is rolled back at its end)."""
-        if not self._testing():
-            # A cron that provisions databases commits per instance: an instance's
-            # outcome (and its recorded ownership) must survive the next one's crash.
-            self.env.cr.commit()  # pylint: disable=invalid-commit
-
     def _provision_lock(self):
         """Session-level advisory lock: survives the commits made while provisioning."""
         self.env.cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [PROVISION_LOCK_KEY, self.id])
@@ -338,10 +369,6 @@ class SaasInstance(models.Model):
         if self.env.cr._cnx.get_transaction_status() == aborted and not self._testing():
             self.env.cr.rollback()
         self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)", [PROVISION_LOCK_KEY, self.id])
-
-    @staticmethod
-    def _testing():
-        return getattr(threading.current_thread(), "testing", False)
 
     def _provision(self):
         """Run every step; on failure undo what this provisioning created. True on success."""
@@ -563,7 +590,268 @@ class SaasInstance(models.Model):
                            "provision_seconds": sum(seconds for _step, seconds in timings)})
         self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
                                           url=self.url, sec=self.provision_seconds))
+        self._notify("saas_manager.mail_template_instance_ready")
 
     @staticmethod
     def _format_timings(timings):
         return "\n".join("%-10s %6.3f s" % (step, seconds) for step, seconds in timings)
+
+    # -- access: suspend, reactivate, terminate ------------------------------------
+    def action_open(self):
+        """Open the client database in a new tab."""
+        self.ensure_one()
+        if self.state != "active":
+            raise UserError(self.env._("Only active instances can be opened."))
+        return {"type": "ir.actions.act_url", "url": "%s/odoo" % self.url, "target": "new"}
+
+    def action_create_subscription(self):
+        """A draft subscription for this instance's plan and customer, opened for review."""
+        self.ensure_one()
+        self.check_access("write")
+        subscription = self.env["saas.subscription"].create({"instance_id": self.id})
+        return {"type": "ir.actions.act_window", "res_model": "saas.subscription",
+                "res_id": subscription.id, "view_mode": "form", "target": "current"}
+
+    def action_suspend(self):
+        self._check_states(("active",), self.env._("Only active instances can be suspended."))
+        for instance in self:
+            instance._suspend("manual")
+        return True
+
+    def action_reactivate(self):
+        self._check_states(("suspended",), self.env._("Only suspended instances can be "
+                                                      "reactivated."))
+        for instance in self:
+            instance._reactivate()
+        return True
+
+    def action_terminate(self):
+        """Ask for an explicit confirmation (the subdomain, typed) before terminating."""
+        self.ensure_one()
+        self._check_states(("active", "suspended"),
+                           self.env._("Only active or suspended instances can be terminated."))
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "saas_manager.action_saas_instance_terminate")
+        action["context"] = {"default_instance_id": self.id}
+        return action
+
+    def _check_states(self, states, message):
+        self.check_access("write")
+        if self.filtered(lambda i: i.state not in states):
+            raise UserError(message)
+
+    def _suspend(self, reason):
+        """Block the database itself: it refuses new connections and its sessions end.
+
+        Nothing inside the client database is relied upon, so no change of
+        the client's Odoo can bypass it; Odoo also stops listing (so routing
+        to) a database that refuses connections.
+        """
+        self.ensure_one()
+        if self.state != "active":
+            raise UserError(self.env._("%(name)s is not active.", name=self.name))
+        self._set_connections(False)
+        self.sudo().write({"state": "suspended", "suspension_reason": reason,
+                           "suspended_on": fields.Datetime.now()})
+        self._notify("saas_manager.mail_template_instance_suspended")
+
+    def _reactivate(self):
+        self.ensure_one()
+        if self.state != "suspended":
+            raise UserError(self.env._("%(name)s is not suspended.", name=self.name))
+        self._set_connections(True)
+        values = {"state": "active", "suspension_reason": False, "suspended_on": False}
+        if self.suspension_reason in ("user_limit", "storage_limit"):
+            # A fresh grace period to get back under the limit.
+            values["limit_exceeded_since"] = fields.Date.context_today(self)
+        self.sudo().write(values)
+        self._notify("saas_manager.mail_template_instance_reactivated")
+
+    def _set_connections(self, allowed):
+        name = self._owned_database_name()
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            pg.allow_connections(conn, name, allowed)
+            if not allowed:
+                pg.terminate_sessions(conn, name)
+        if not allowed:
+            Registry.delete(name)
+            sql_db.close_db(name)
+
+    def _owned_database_name(self):
+        """The database of this instance, refusing one this module did not create."""
+        name = self.sudo().owned_database
+        if not name or name != self.database_name:
+            raise UserError(self.env._(
+                "%(name)s has no database created by SaaS Manager.", name=self.name))
+        return name
+
+    def _terminate(self):
+        """Final verified backup, then drop database, filestore and proxy files.
+
+        The record stays (state terminated) with the backup's location; a
+        failed backup leaves everything in place and raises.
+        """
+        self.ensure_one()
+        if self.state not in ("active", "suspended"):
+            raise UserError(self.env._("%(name)s cannot be terminated from state %(state)s.",
+                                       name=self.name, state=self.state))
+        made = self._final_backup()
+        self._provision_remove_database()
+        self._provision_remove_proxy()
+        self.sudo().write({
+            "state": "terminated", "terminated_on": fields.Datetime.now(),
+            "backup_dump_path": made.dump_path, "backup_filestore_path": made.filestore_path,
+            "health_status": "unknown", "admin_password_encrypted": False})
+        self.subscription_ids.filtered(
+            lambda s: s.state not in ("draft", "terminated")).sudo().state = "terminated"
+        self._notify("saas_manager.mail_template_instance_terminated")
+
+    def _final_backup(self):
+        """Dump and filestore archive, both read back, before anything is dropped.
+
+        During the backup the database is hidden from Odoo (``IS_TEMPLATE``,
+        which Odoo never lists) but accepts pg_dump's connection; on failure
+        its previous flags are restored.
+        """
+        name = self._owned_database_name()
+        stamp = fields.Datetime.now().strftime("%Y%m%dT%H%M%SZ")
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            was_allowed = pg.connections_allowed(conn, name)
+            pg.mark_template(conn, name, True)
+            pg.allow_connections(conn, name, True)
+            pg.terminate_sessions(conn, name)
+        Registry.delete(name)
+        sql_db.close_db(name)
+        try:
+            return backup.backup(self._saas_pg_params(), name, self._saas_filestore(name),
+                                 self._saas_backup_dir(), stamp)
+        except Exception:
+            with pg.maintenance(self._saas_pg_params()) as conn:
+                pg.allow_connections(conn, name, was_allowed)
+                pg.mark_template(conn, name, False)
+            raise
+
+    # -- usage and limits ------------------------------------------------------------
+    def action_refresh_usage(self):
+        """Measure users and storage now (the limits cron does it every night)."""
+        self.check_access("read")
+        for instance in self.sudo().filtered(lambda i: i.state in ("active", "suspended")):
+            instance._refresh_usage()
+        return True
+
+    def _refresh_usage(self):
+        """Users (active internal ones, by read-only SQL) and database + filestore size.
+
+        A suspended database refuses connections: its user count stays the
+        last one measured, its sizes are still read.
+        """
+        self.ensure_one()
+        name = self._owned_database_name()
+        measured = usage.measure(self._saas_pg_params(), [name], config["data_dir"])[name]
+        if measured.error:
+            raise UserError(self.env._("Cannot measure %(db)s: %(error)s",
+                                       db=name, error=measured.error))
+        values = {"database_mb": (measured.database_bytes or 0) / 2**20,
+                  "filestore_mb": measured.filestore_bytes / 2**20,
+                  "storage_mb": measured.storage_bytes / 2**20,
+                  "usage_checked_at": fields.Datetime.now()}
+        if measured.users is not None:
+            values["user_count"] = measured.users
+        self.sudo().write(values)
+        return measured
+
+    @api.model
+    def _cron_check_limits(self):
+        """03:00: measure every live instance and apply the plan's limits."""
+        instances = self.sudo().search([("state", "in", ("active", "suspended"))], order="id")
+        today = fields.Date.context_today(self)
+        policy = self._limit_policy()
+        return self._saas_cron_batches(
+            instances, lambda instance: instance._check_limits(today, policy), 50)
+
+    @api.model
+    def _limit_policy(self):
+        get = self.env["ir.config_parameter"].sudo().get_param
+        return {"action": get("saas.limit_policy", "notify") or "notify",
+                "days": int(get("saas.limit_suspend_days", 7) or 0)}
+
+    def _check_limits(self, today, policy):
+        """Flag and notify when over the plan (0 = unlimited); suspend after N days
+        when the policy says so."""
+        self._refresh_usage()
+        plan = self.plan_id
+        over_users = bool(plan.max_users) and self.user_count > plan.max_users
+        over_storage = bool(plan.storage_gb) and self.storage_mb > plan.storage_gb * 1024
+        if over_users and not self.user_limit_exceeded:
+            self._notify("saas_manager.mail_template_user_limit")
+        if over_storage and not self.storage_limit_exceeded:
+            self._notify("saas_manager.mail_template_storage_limit")
+        over = over_users or over_storage
+        since = (self.limit_exceeded_since or today) if over else False
+        self.sudo().write({"user_limit_exceeded": over_users,
+                           "storage_limit_exceeded": over_storage,
+                           "limit_exceeded_since": since})
+        if (over and policy["action"] == "suspend" and self.state == "active"
+                and fields.Date.add(since, days=policy["days"]) <= today):
+            self._suspend("user_limit" if over_users else "storage_limit")
+
+    # -- health ----------------------------------------------------------------------
+    @api.model
+    def _cron_health(self):
+        """Hourly: HTTP and database check of every active instance, concurrently."""
+        instances = self.sudo().search([("state", "=", "active")], order="id")
+        settings = self._health_settings()
+        results = health.check_all(
+            [instance._health_target(settings) for instance in instances],
+            pg_params=self._saas_pg_params(), connect_timeout=settings["connect_timeout"],
+            read_timeout=settings["read_timeout"], concurrency=settings["concurrency"])
+        by_id = {result.key: result for result in results}
+        now = fields.Datetime.now()
+        return self._saas_cron_batches(
+            instances,
+            lambda instance: instance._record_health(by_id[instance.id], now,
+                                                     settings["alert_after"]), 200)
+
+    @api.model
+    def _health_settings(self):
+        """Where and how hard to probe: odoo.conf (network side) plus one business
+        parameter, the number of failures before an alert."""
+        get = self.env["ir.config_parameter"].sudo().get_param
+        return {
+            "public": str(config.get("saas_health_public_url") or "").lower()
+            in ("1", "true", "yes"),
+            "server_url": self._provision_server_url(),
+            "path": config.get("saas_health_path") or "/web/login",
+            "connect_timeout": float(config.get("saas_health_connect_timeout") or 3),
+            "read_timeout": float(config.get("saas_health_read_timeout") or 5),
+            "concurrency": int(config.get("saas_health_concurrency") or 32),
+            "alert_after": int(get("saas.health_alert_failures", 3) or 3),
+        }
+
+    def _health_target(self, settings):
+        """By default the Odoo server itself with the instance's Host header (checks
+        that Odoo serves the database); the public URL when configured."""
+        if settings["public"]:
+            return health.Target(self.id, self.url + settings["path"], None,
+                                 self.database_name)
+        return health.Target(self.id, settings["server_url"] + settings["path"], self.host,
+                             self.database_name)
+
+    def _record_health(self, result, now, alert_after):
+        failures = 0 if result.up else self.health_failures + 1
+        history = ((self.health_history or "") +
+                   (HEALTH_UP if result.up else HEALTH_DOWN))[-HEALTH_HISTORY:]
+        self.sudo().write({
+            "health_status": "up" if result.up else "down", "health_checked_at": now,
+            "health_response_ms": result.response_ms or 0, "health_failures": failures,
+            "health_history": history, "health_error": (result.error or "")[:200] or False})
+        if failures == alert_after:
+            self._health_alert(result)
+
+    def _health_alert(self, result):
+        """A to-do for the responsible operator, once per outage."""
+        self.activity_schedule(
+            "mail.mail_activity_data_todo", user_id=(self.user_id or self.env.user).id,
+            summary=self.env._("%(name)s is down", name=self.name),
+            note=self.env._("%(count)s failed checks in a row; last error: %(error)s",
+                            count=self.health_failures, error=result.error or "-"))

@@ -1,3 +1,5 @@
+import os
+
 from odoo import models
 from odoo.exceptions import AccessError
 from odoo.tools import config
@@ -46,6 +48,11 @@ class SaasServerMixin(models.AbstractModel):
     def _saas_filestore(self, database):
         """The filestore folder of ``database`` (same place as Odoo's config.filestore)."""
         return filestore.filestore_path(config["data_dir"], database)
+
+    def _saas_backup_dir(self):
+        """Where final backups go: odoo.conf ``saas_backup_dir``, else
+        ``<data_dir>/saas_backups`` (see CONFIGURATION.md, "Backups")."""
+        return config.get("saas_backup_dir") or os.path.join(config["data_dir"], "saas_backups")
 
     def _saas_param(self, key, default=""):
         return self.env["ir.config_parameter"].sudo().get_param(key, default) or default

@@ -1,25 +1,56 @@
+import logging
+
 from dateutil.relativedelta import relativedelta
 
-from odoo import api, fields, models
+from odoo import Command, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools import SQL, float_round
+
+from .account_move import SETTLED_PAYMENT_STATES
+
+_logger = logging.getLogger(__name__)
 
 SUBSCRIPTION_STATES = [
     ("draft", "Draft"),
     ("trial", "Trial"),
     ("active", "Active"),
-    ("expired", "Expired"),
+    ("expiring", "Expiring Soon"),
     ("suspended", "Suspended"),
+    ("expired", "Expired"),
     ("cancelled", "Cancelled"),
     ("terminated", "Terminated"),
 ]
+#: The instance is (or may become) served: at most one such subscription per instance.
+RUNNING_STATES = ("trial", "active", "expiring", "suspended")
+#: The subscription is over; the instance is suspended, then terminated after the grace days.
+ENDED_STATES = ("expired", "cancelled")
 PERIOD_LENGTH = {"monthly": relativedelta(months=1), "yearly": relativedelta(years=1)}
+#: Auto-renewal issues the next period's invoice this many days before the end.
+RENEW_DAYS_BEFORE = 7
+#: Days before the end (or the trial's end) at which the customer is told.
+NOTICE_DAYS = (7, 3, 1)
+#: Records handled between two commits (and two progress reports) of a cron.
+CRON_BATCH = 50
+#: Managed by the lifecycle code only (as superuser), never written by users or RPC.
+PROTECTED_FIELDS = frozenset({
+    "state", "period_start", "date_end", "trial_end", "ended_on", "notice_sent",
+})
 
 
 class SaasSubscription(models.Model):
-    """What a customer pays for an instance, period after period."""
+    """What a customer pays for an instance, period after period.
+
+    The lifecycle (see CONFIGURATION.md, "Subscriptions") is driven by the
+    renewal cron (01:00) and the expiry cron (02:00); every transition is
+    also a button for the operator.  Dates: a period covers
+    ``[period_start, date_end)``: ``date_end`` is the first day *not* paid for,
+    which is also the renewal date.
+    """
 
     _name = "saas.subscription"
     _description = "SaaS Subscription"
-    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "saas.server.mixin", "saas.lifecycle.mixin"]
+    _saas_protected_fields = PROTECTED_FIELDS
     _order = "date_start desc, id desc"
 
     name = fields.Char(required=True, readonly=True, copy=False, default="/")
@@ -37,21 +68,41 @@ class SaasSubscription(models.Model):
                               default="monthly", required=True, tracking=True)
     date_start = fields.Date(string="Start", required=True, default=fields.Date.context_today,
                              tracking=True)
-    date_end = fields.Date(string="End / Next Renewal", tracking=True,
-                           compute="_compute_date_end", store=True, readonly=False,
-                           precompute=True)
+    period_start = fields.Date(string="Current Period Start", readonly=True, copy=False)
+    date_end = fields.Date(string="Renewal / End", readonly=True, copy=False, tracking=True,
+                           help="First day not paid for: the renewal date, or the end.")
+    trial_end = fields.Date(readonly=True, copy=False, tracking=True)
+    skip_trial = fields.Boolean(help="Start with a paid period even if the plan has a trial.")
     auto_renew = fields.Boolean(default=True, tracking=True)
-    trial_end = fields.Date(compute="_compute_trial_end", store=True, readonly=False,
-                            precompute=True)
-    grace_days = fields.Integer(default=7, help="Days after expiry before termination.")
+    cancel_at_period_end = fields.Boolean(
+        tracking=True, copy=False,
+        help="Cancelled by the customer: not renewed, ends at the end of the paid period.")
+    grace_days = fields.Integer(
+        default=7, tracking=True,
+        help="Days between the end (expiry or cancellation) and the termination, which "
+             "backs up and drops the database.")
+    ended_on = fields.Date(readonly=True, copy=False)
+    termination_date = fields.Date(compute="_compute_termination_date")
+    next_plan_id = fields.Many2one("saas.plan", string="Plan From Next Period", tracking=True,
+                                   copy=False, ondelete="restrict")
+    next_period = fields.Selection([("monthly", "Monthly"), ("yearly", "Yearly")],
+                                   string="Period From Next Period", tracking=True, copy=False)
+    notice_sent = fields.Char(readonly=True, copy=False,
+                              help="Last end-of-period notice sent: '<date>:<days>'.")
     state = fields.Selection(SUBSCRIPTION_STATES, default="draft", required=True,
                              readonly=True, tracking=True, copy=False, index=True)
     currency_id = fields.Many2one(related="plan_id.currency_id", store=True)
     price = fields.Monetary(compute="_compute_price", store=True, readonly=False,
-                            precompute=True, currency_field="currency_id")
-    invoice_ids = fields.Many2many("account.move", string="Invoices", copy=False,
-                                   domain=[("move_type", "=", "out_invoice")])
-    invoice_count = fields.Integer(compute="_compute_invoice_count")
+                            precompute=True, currency_field="currency_id", tracking=True,
+                            help="Price of one period, before taxes.")
+    invoice_ids = fields.One2many("account.move", "saas_subscription_id", string="Invoices")
+    invoice_count = fields.Integer(compute="_compute_invoice_figures", compute_sudo=True)
+    last_invoice_id = fields.Many2one("account.move", compute="_compute_invoice_figures",
+                                      compute_sudo=True)
+    unpaid_invoice_ids = fields.Many2many("account.move", compute="_compute_invoice_figures",
+                                          string="Unpaid Invoices", compute_sudo=True)
+    amount_due = fields.Monetary(compute="_compute_invoice_figures", compute_sudo=True,
+                                 currency_field="currency_id")
     company_id = fields.Many2one("res.company", required=True, index=True,
                                  compute="_compute_company_id", store=True, readonly=False,
                                  precompute=True)
@@ -60,8 +111,16 @@ class SaasSubscription(models.Model):
         ("dates_order", "CHECK(date_end IS NULL OR date_end >= date_start)",
          "The end of a subscription cannot be before its start."),
         ("grace_positive", "CHECK(grace_days >= 0)", "Grace days cannot be negative."),
+        ("price_positive", "CHECK(price >= 0)", "The price cannot be negative."),
     ]
 
+    def init(self):
+        """At most one running subscription per instance, race-proof."""
+        self.env.cr.execute(SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS saas_subscription_running_uniq "
+            "ON saas_subscription (instance_id) WHERE state IN %s", RUNNING_STATES))
+
+    # -- computes --------------------------------------------------------------
     @api.depends("instance_id")
     def _compute_partner_id(self):
         for sub in self:
@@ -77,39 +136,375 @@ class SaasSubscription(models.Model):
         for sub in self:
             sub.company_id = sub.instance_id.company_id or sub.company_id or self.env.company
 
-    @api.depends("date_start", "period")
-    def _compute_date_end(self):
-        for sub in self:
-            sub.date_end = (sub.date_start + PERIOD_LENGTH[sub.period]) if sub.date_start else False
-
-    @api.depends("date_start", "plan_id")
-    def _compute_trial_end(self):
-        for sub in self:
-            days = sub.plan_id.trial_days
-            sub.trial_end = (sub.date_start + relativedelta(days=days)
-                             if days and sub.date_start else False)
-
     @api.depends("plan_id", "period")
     def _compute_price(self):
         for sub in self:
             sub.price = sub.plan_id.price_for(sub.period) if sub.plan_id else 0.0
 
-    def _compute_invoice_count(self):
+    @api.depends("ended_on", "grace_days")
+    def _compute_termination_date(self):
         for sub in self:
-            sub.invoice_count = len(sub.invoice_ids)
+            sub.termination_date = sub.ended_on and fields.Date.add(
+                sub.ended_on, days=sub.grace_days)
 
+    @api.depends("invoice_ids.state", "invoice_ids.payment_state", "invoice_ids.amount_residual")
+    def _compute_invoice_figures(self):
+        for sub in self:
+            invoices = sub.invoice_ids.filtered(lambda m: m.state != "cancel")
+            unpaid = invoices.filtered(lambda m: m.state == "posted"
+                                       and m.payment_state not in SETTLED_PAYMENT_STATES)
+            sub.invoice_count = len(sub.invoice_ids)
+            sub.last_invoice_id = invoices.sorted(lambda m: (m.saas_period_start or
+                                                              m.invoice_date or
+                                                              fields.Date.today(), m.id))[-1:]
+            sub.unpaid_invoice_ids = unpaid
+            sub.amount_due = sum(unpaid.mapped("amount_residual"))
+
+    # -- ORM ---------------------------------------------------------------------
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            self._saas_check_protected(vals, creating=True)
             if vals.get("name", "/") == "/":
                 vals["name"] = self.env["ir.sequence"].next_by_code("saas.subscription") or "/"
         return super().create(vals_list)
+
+    def write(self, vals):
+        self._saas_check_protected(vals)
+        frozen = {"instance_id", "partner_id", "date_start", "skip_trial"}.intersection(vals)
+        if frozen and self.filtered(lambda s: s.state != "draft"):
+            raise UserError(self.env._(
+                "The instance, customer and start of a subscription are fixed once it runs."))
+        return super().write(vals)
+
+    # -- settings ------------------------------------------------------------------
+    @api.model
+    def _billing_params(self):
+        get = self.env["ir.config_parameter"].sudo().get_param
+        return {
+            "auto_post": get("saas.invoice_auto_post", "True") == "True",
+            "payment_grace_days": int(get("saas.payment_grace_days", 7) or 0),
+        }
+
+    # -- buttons -------------------------------------------------------------------
+    def action_activate(self):
+        """Start the subscription: a trial if the plan has one, else a paid period."""
+        self._check_states(("draft",), self.env._("Only draft subscriptions can be activated."))
+        for sub in self.sudo():
+            sub._check_no_other_running()
+            if sub._trial_allowed():
+                sub._start_trial()
+            else:
+                sub._start_period(sub.date_start)
+            sub._attach_to_instance()
+        return True
+
+    def action_renew(self):
+        """Manual renewal of an ended or suspended subscription: a new period from today."""
+        self._check_states((*ENDED_STATES, "suspended"), self.env._(
+            "Only suspended, expired or cancelled subscriptions are renewed by hand; running "
+            "ones renew automatically."))
+        today = fields.Date.context_today(self)
+        for sub in self.sudo():
+            sub._check_no_other_running()
+            sub._start_period(today)
+            sub.write({"ended_on": False, "cancel_at_period_end": False})
+            sub._attach_to_instance()
+            sub._notify("saas_manager.mail_template_subscription_renewed")
+        return True
+
+    def action_suspend(self):
+        """Block access now (the period keeps running); lifted by Reactivate."""
+        self._check_states(("trial", "active", "expiring"),
+                           self.env._("Only running subscriptions can be suspended."))
+        for sub in self.sudo():
+            sub.state = "suspended"
+            sub.instance_id._suspend("manual")
+        return True
+
+    def action_reactivate(self):
+        """Lift a suspension, when the period is still running."""
+        self._check_states(("suspended",), self.env._("Only suspended subscriptions can be "
+                                                      "reactivated."))
+        today = fields.Date.context_today(self)
+        for sub in self.sudo():
+            if sub.date_end and sub.date_end <= today:
+                raise UserError(self.env._(
+                    "%(name)s's period ended on %(date)s: renew it instead.",
+                    name=sub.name, date=sub.date_end))
+            sub._reactivate()
+        return True
+
+    def action_cancel(self):
+        """Cancel now: access stops, and termination follows after the grace days."""
+        self._check_states((*RUNNING_STATES, "draft"),
+                           self.env._("This subscription is already over."))
+        for sub in self.sudo():
+            if sub.state == "draft":
+                sub.state = "cancelled"
+                continue
+            sub._end("cancelled")
+        return True
+
+    def action_cancel_at_period_end(self):
+        """The customer leaves: no renewal, access until the end of the paid period."""
+        self._check_states(("trial", "active", "expiring"),
+                           self.env._("Only running subscriptions can be cancelled."))
+        self.sudo().write({"cancel_at_period_end": True, "auto_renew": False})
+        return True
+
+    def action_undo_cancel(self):
+        self._check_states(("trial", "active", "expiring"),
+                           self.env._("This subscription is already over."))
+        self.sudo().write({"cancel_at_period_end": False, "auto_renew": True})
+        self.sudo().filtered(lambda s: s.state == "expiring").state = "active"
+        return True
+
+    def action_change_plan(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "saas_manager.action_saas_subscription_change")
+        action["context"] = {"default_subscription_id": self.id}
+        return action
 
     def action_view_invoices(self):
         self.ensure_one()
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "account.action_move_out_invoice_type")
-        action["domain"] = [("id", "in", self.invoice_ids.ids)]
-        action["context"] = {"default_move_type": "out_invoice",
-                             "default_partner_id": self.partner_id.id}
+        action["domain"] = [("saas_subscription_id", "=", self.id)]
+        action["context"] = {"default_move_type": "out_invoice", "create": False}
         return action
+
+    def _check_states(self, states, message):
+        """Access check plus the states a button accepts."""
+        self.check_access("write")
+        if self.filtered(lambda s: s.state not in states):
+            raise UserError(message)
+
+    # -- transitions -------------------------------------------------------------
+    def _check_no_other_running(self):
+        other = self.instance_id.subscription_ids.filtered(
+            lambda s: s != self and s.state in RUNNING_STATES)
+        if other:
+            raise UserError(self.env._("%(instance)s already has a running subscription, "
+                                       "%(sub)s.", instance=self.instance_id.name,
+                                       sub=other[0].name))
+        if self.instance_id.state == "terminated":
+            raise UserError(self.env._("%(instance)s is terminated.",
+                                       instance=self.instance_id.name))
+
+    def _trial_allowed(self):
+        """One trial per customer: a plan's trial is not renewed by a new subscription."""
+        if self.skip_trial or not self.plan_id.trial_days:
+            return False
+        return not self.search_count([
+            ("id", "!=", self.id), ("trial_end", "!=", False),
+            ("commercial_partner_id", "=", self.commercial_partner_id.id)])
+
+    def _start_trial(self):
+        end = fields.Date.add(self.date_start, days=self.plan_id.trial_days)
+        self.write({"state": "trial", "period_start": self.date_start, "trial_end": end,
+                    "date_end": end, "notice_sent": False})
+        self.message_post(body=self.env._("Trial started, until %(date)s.", date=end))
+
+    def _start_period(self, start):
+        """Apply any scheduled plan change, bill ``[start, start + period)``, mark active."""
+        if self.next_plan_id or self.next_period:
+            self._apply_next_plan()
+        end = start + PERIOD_LENGTH[self.period]
+        invoice = self._invoice_period(start, end)
+        self.write({"state": "active", "period_start": start, "date_end": end,
+                    "notice_sent": False})
+        return invoice
+
+    def _apply_next_plan(self):
+        values = {"plan_id": (self.next_plan_id or self.plan_id).id,
+                  "period": self.next_period or self.period,
+                  "next_plan_id": False, "next_period": False}
+        self.write(values)
+        self.instance_id.plan_id = self.plan_id
+        self.message_post(body=self.env._("Plan changed to %(plan)s (%(period)s).",
+                                          plan=self.plan_id.name, period=self.period))
+
+    def _attach_to_instance(self):
+        """This subscription becomes the instance's current one; access follows it."""
+        instance = self.instance_id
+        instance.subscription_id = self
+        if instance.state == "suspended":
+            instance._reactivate()
+
+    def _reactivate(self):
+        running_trial = self.trial_end and not self.invoice_ids and (
+            self.trial_end > fields.Date.context_today(self))
+        self.state = "trial" if running_trial else "active"
+        if self.instance_id.state == "suspended":
+            self.instance_id._reactivate()
+
+    def _end(self, state):
+        """Expired or cancelled: the instance is suspended now, terminated after the grace."""
+        self.write({"state": state, "ended_on": fields.Date.context_today(self)})
+        self.message_post(body=self.env._(
+            "Subscription %(state)s; the instance will be terminated on %(date)s unless it "
+            "is renewed.", state=dict(SUBSCRIPTION_STATES)[state], date=self.termination_date))
+        if self.instance_id.state == "active":
+            self.instance_id._suspend(state)
+
+    def _terminate(self):
+        if self.instance_id.state not in ("terminated", "draft", "failed"):
+            self.instance_id._terminate()
+        self.state = "terminated"
+
+    # -- invoicing -----------------------------------------------------------------
+    def _invoice_period(self, start, end):
+        """Issue (and post, unless disabled) the invoice of ``[start, end)``.
+
+        Idempotent: a live invoice for that period start is returned as is,
+        and a unique index refuses a second one.
+        """
+        existing = self.invoice_ids.filtered(lambda m: m.saas_invoice_kind == "period"
+                                             and m.saas_period_start == start
+                                             and m.state != "cancel")
+        if existing:
+            return existing
+        last_day = end - relativedelta(days=1)
+        label = self.env._("%(plan)s plan, %(period)s, %(start)s to %(end)s",
+                           plan=self.plan_id.name, period=self._period_label(),
+                           start=start, end=last_day)
+        return self._create_invoice(self.price, label, "period", start, last_day)
+
+    def _invoice_prorata(self, amount, label):
+        today = fields.Date.context_today(self)
+        return self._create_invoice(amount, label, "prorata", today,
+                                    self.date_end - relativedelta(days=1))
+
+    def _create_invoice(self, amount, label, kind, start, last_day):
+        product = self.plan_id.product_id
+        if not product:
+            raise UserError(self.env._("The plan %(plan)s has no invoice product.",
+                                       plan=self.plan_id.name))
+        invoice = self.env["account.move"].with_company(self.company_id).create({
+            "move_type": "out_invoice",
+            "partner_id": self.partner_id.id,
+            "currency_id": self.currency_id.id,
+            "company_id": self.company_id.id,
+            "invoice_origin": self.name,
+            "saas_subscription_id": self.id,
+            "saas_invoice_kind": kind,
+            "saas_period_start": start,
+            "saas_period_end": last_day,
+            "invoice_line_ids": [Command.create({
+                "product_id": product.id, "name": label, "quantity": 1,
+                "price_unit": amount})],
+        })
+        if self._billing_params()["auto_post"]:
+            invoice.action_post()
+        self.message_post(body=self.env._("Invoice %(invoice)s issued: %(label)s.",
+                                          invoice=invoice.name or invoice.display_name,
+                                          label=label))
+        return invoice
+
+    def _period_label(self):
+        return dict(self._fields["period"]._description_selection(self.env))[self.period]
+
+    def _prorata_amount(self, new_price):
+        """What an upgrade costs for the rest of the paid period (days left / days paid)."""
+        today = fields.Date.context_today(self)
+        total = (self.date_end - self.period_start).days
+        left = max((self.date_end - today).days, 0)
+        return float_round((new_price - self.price) * left / total if total else 0.0,
+                           precision_rounding=self.currency_id.rounding)
+
+    # -- notifications ---------------------------------------------------------------
+    def _notice_due(self, end, today):
+        """The 7/3/1-day notice to send for ``end`` today, if not sent yet."""
+        days_left = (end - today).days
+        due = [days for days in NOTICE_DAYS if days_left <= days]
+        if not due or days_left <= 0:
+            return None
+        key = "%s:%d" % (end, min(due))
+        return None if self.notice_sent == key else key
+
+    # -- crons -----------------------------------------------------------------------
+    @api.model
+    def _cron_renew(self):
+        """01:00: convert ended trials and renew auto-renewing subscriptions, once."""
+        today = fields.Date.context_today(self)
+        due = self.sudo().search([
+            ("auto_renew", "=", True), ("cancel_at_period_end", "=", False), "|",
+            "&", ("state", "=", "trial"), ("trial_end", "<=", today),
+            "&", ("state", "in", ("active", "expiring")),
+            ("date_end", "<=", today + relativedelta(days=RENEW_DAYS_BEFORE)),
+        ], order="date_end, id")
+        return self._saas_cron_batches(due, lambda sub: sub._renew(today), CRON_BATCH)
+
+    def _renew(self, today):
+        """Bill every period starting within the renewal window (one, unless runs were
+        missed). Running it again finds nothing to bill."""
+        horizon = today + relativedelta(days=RENEW_DAYS_BEFORE)
+        invoices = self.env["account.move"]
+        if self.state == "trial":
+            invoices |= self._start_period(self.trial_end)
+        while self.date_end <= horizon:
+            invoices |= self._start_period(self.date_end)
+        if invoices:
+            self._notify("saas_manager.mail_template_subscription_renewed")
+
+    @api.model
+    def _cron_expiry(self):
+        """02:00: notices, expiry, payment follow-up, termination after the grace days."""
+        today = fields.Date.context_today(self)
+        subs = self.sudo().search([("state", "in", RUNNING_STATES + ENDED_STATES)],
+                                  order="date_end, id")
+        params = self._billing_params()
+        return self._saas_cron_batches(subs, lambda sub: sub._check_expiry(today, params),
+                                       CRON_BATCH)
+
+    def _check_expiry(self, today, params):
+        if self.state in ENDED_STATES:
+            if self.termination_date and self.termination_date <= today:
+                self._terminate()
+            return
+        if self.state == "trial":
+            self._check_trial(today)
+            return
+        if self.date_end <= today:
+            self._end("cancelled" if self.cancel_at_period_end else "expired")
+            return
+        self._check_payment(today, params["payment_grace_days"])
+        if self.state in ("active", "expiring") and not (
+                self.auto_renew and not self.cancel_at_period_end):
+            notice = self._notice_due(self.date_end, today)
+            if (self.date_end - today).days <= RENEW_DAYS_BEFORE:
+                self.state = "expiring"
+            if notice:
+                self.notice_sent = notice
+                self._notify("saas_manager.mail_template_subscription_expiring")
+
+    def _check_trial(self, today):
+        if self.trial_end <= today:
+            if not (self.auto_renew and not self.cancel_at_period_end):
+                self._end("cancelled" if self.cancel_at_period_end else "expired")
+            return  # an auto-renewing trial is converted by the renewal cron
+        notice = self._notice_due(self.trial_end, today)
+        if notice:
+            self.notice_sent = notice
+            self._notify("saas_manager.mail_template_trial_ending")
+
+    def _check_payment(self, today, grace_days):
+        """Unpaid = a posted invoice not settled ``grace_days`` after its due date.
+
+        The customer is told once per invoice when it falls due; access is
+        suspended when the grace days are over, and given back when paid.
+        """
+        late = self.unpaid_invoice_ids.filtered(lambda m: m._saas_is_overdue(today, 0))
+        unnoticed = late.filtered(lambda m: not m.saas_overdue_notified)
+        if unnoticed:
+            unnoticed.saas_overdue_notified = True
+            self._notify("saas_manager.mail_template_payment_overdue")
+        overdue = late.filtered(lambda m: m._saas_is_overdue(today, grace_days))
+        reason = self.instance_id.suspension_reason
+        if overdue and self.state != "suspended":
+            self.state = "suspended"
+            self.instance_id._suspend("unpaid")
+        elif not overdue and self.state == "suspended" and reason == "unpaid":
+            self._reactivate()

@@ -11,7 +11,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
-from ..engine import customize, filestore, naming, odoo_process, pg
+from ..engine import backup, customize, filestore, naming, odoo_process, pg
 
 _logger = logging.getLogger(__name__)
 
@@ -242,24 +242,33 @@ class SaasTemplate(models.Model):
         }
 
     def _backup_and_drop(self):
-        """Dump the template database (verified), then drop it and its filestore."""
+        """Final verified backup (dump and filestore archive), then drop both.
+
+        Returns the dump's path.  A failed backup raises and leaves the
+        database exactly as it was (connections allowed or not).
+        """
         self.ensure_one()
-        folder = os.path.join(config["data_dir"], "saas_manager", "backups")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, "%s-%s.dump" % (self.database_name,
-                                                     time.strftime("%Y%m%d-%H%M%S")))
         if not self.database_owned:
             raise UserError(self.env._(
                 "%(db)s was not built by SaaS Manager: it is not dropped.",
                 db=self.database_name))
-        with pg.maintenance(self._saas_pg_params()) as conn:
-            if not pg.exists(conn, self.database_name):
+        name, params = self.database_name, self._saas_pg_params()
+        with pg.maintenance(params) as conn:
+            if not pg.exists(conn, name):
                 return False
-            pg.mark_template(conn, self.database_name, False)
-            pg.allow_connections(conn, self.database_name, True)
-        pg.dump(self._saas_pg_params(), self.database_name, path)
+            allowed = pg.connections_allowed(conn, name)
+            pg.allow_connections(conn, name, True)  # for pg_dump; a locked template stays
+            # flagged IS_TEMPLATE, which Odoo never lists
+        try:
+            made = backup.backup(params, name, self._saas_filestore(name),
+                                 self._saas_backup_dir(), time.strftime("%Y%m%dT%H%M%SZ",
+                                                                        time.gmtime()))
+        except Exception:
+            with pg.maintenance(params) as conn:
+                pg.allow_connections(conn, name, allowed)
+            raise
         self._drop_database()
-        return path
+        return made.dump_path
 
     # -- build and refresh ---------------------------------------------------------
     def action_build(self):

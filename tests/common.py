@@ -1,6 +1,20 @@
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
 from contextlib import contextmanager
 
-from odoo.tests import TransactionCase, new_test_user
+import psycopg2
+from psycopg2 import sql
+
+from odoo import sql_db
+from odoo.modules.registry import Registry
+from odoo.tests import HttpCase, TransactionCase, new_test_user
+from odoo.tools import config
+
+from ..engine import customize, pg
 
 
 class SaasCase(TransactionCase):
@@ -37,3 +51,128 @@ class SaasCase(TransactionCase):
         with self.assertRaises(exception) as caught:
             yield caught
         self.assertRegex(str(caught.exception), regex)
+
+
+class LiveInstanceCase(SaasCase):
+    """Instances backed by a real (small, empty) PostgreSQL database.
+
+    Lifecycle transitions act on the database itself (connections refused,
+    final backup, drop), so the tests need one; cloning a full Odoo template
+    is only needed where the client's Odoo matters (test_lifecycle).
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # Names under saas.test: the test runner drops any such database left behind.
+        cls.env["ir.config_parameter"].sudo().set_param("saas.base_domain", "saas.test")
+        cls.pg_params = cls.env["saas.instance"]._saas_pg_params()
+
+    def setUp(self):
+        super().setUp()
+        self.backup_dir = tempfile.mkdtemp(prefix="saas_backups_")
+        self.addCleanup(shutil.rmtree, self.backup_dir, True)
+        self.patch(config, "options", {**config.options, "saas_backup_dir": self.backup_dir})
+
+    def make_live_instance(self, subdomain, **values):
+        """An active instance whose database exists, carries our marker and holds a row."""
+        instance = self.make_instance(subdomain, **values)
+        name = instance.database_name
+        self.addCleanup(self.drop_database, name)
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
+                sql.Identifier(name)))
+            pg.set_comment(conn, name, instance._owner_marker())
+        client = psycopg2.connect(dbname=name, **self.pg_params)
+        try:
+            with client, client.cursor() as cr:
+                cr.execute("CREATE TABLE note (id serial PRIMARY KEY, body text)")
+                cr.execute("INSERT INTO note (body) VALUES ('kept in the backup')")
+        finally:
+            client.close()
+        instance.sudo().write({"state": "active", "owned_database": name})
+        return instance
+
+    def drop_database(self, name):
+        with pg.maintenance(self.pg_params) as conn:
+            pg.drop(conn, name)
+        shutil.rmtree(config.filestore(name), ignore_errors=True)
+
+    def connections_allowed(self, instance):
+        with pg.maintenance(self.pg_params) as conn:
+            return pg.connections_allowed(conn, instance.database_name)
+
+    def database_exists(self, instance):
+        with pg.maintenance(self.pg_params) as conn:
+            return pg.exists(conn, instance.database_name)
+
+
+def build_template_database(name, modules="base"):
+    """A real template: a fresh Odoo database built by a separate Odoo process."""
+    cmd = [sys.executable, sys.argv[0], "-c", config.rcfile, "-d", name, "-i", modules,
+           "--stop-after-init", "--without-demo=all", "--log-level=warn", "--no-http"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    if proc.returncode:
+        raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
+
+
+class ClonedTemplateCase(HttpCase):
+    """A real template database (base only, built by a separate Odoo) to clone from,
+    under the tests' base domain saas.test."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg_params = cls.env["saas.instance"]._saas_pg_params()
+        cls.tpl_db = "saas_tpl_test_%s" % uuid.uuid4().hex[:8]
+        cls.addClassCleanup(cls.drop_databases, [cls.tpl_db])
+        build_template_database(cls.tpl_db)
+        os.makedirs(config.filestore(cls.tpl_db), exist_ok=True)
+        with open(os.path.join(config.filestore(cls.tpl_db), "marker"), "w") as handle:
+            handle.write("template file")
+        cls.prepare_template()
+        cls.template = cls.env["saas.template"].create({
+            "name": "Test template", "code": "test_%s" % cls.tpl_db[-8:],
+            "database_name": cls.tpl_db, "module_names": "base", "state": "configuring",
+            "admin_login": "admin", "admin_password": "admin"})
+        cls.template.action_lock()
+        set_param = cls.env["ir.config_parameter"].set_param
+        set_param("saas.base_domain", "saas.test")
+        set_param("saas.routing_mode", "host")
+        cls.customer = cls.env["res.partner"].create({
+            "name": "Acme Test", "email": "owner@acme.test", "is_company": True,
+            "city": "Brussels", "country_id": cls.env.ref("base.be").id})
+
+    @classmethod
+    def prepare_template(cls):
+        """Hook: look at the template database before it is locked (no connections)."""
+
+    @classmethod
+    def drop_databases(cls, names):
+        for name in names:
+            Registry.delete(name)
+            sql_db.close_db(name)
+        with pg.maintenance(cls.env["saas.instance"]._saas_pg_params()) as conn:
+            for name in names:
+                pg.drop(conn, name)
+        for name in names:
+            shutil.rmtree(config.filestore(name), ignore_errors=True)
+
+    def new_instance(self, **values):
+        subdomain = values.pop("subdomain", "t%s" % uuid.uuid4().hex[:8])
+        instance = self.env["saas.instance"].create({
+            "name": subdomain, "partner_id": self.customer.id, "subdomain": subdomain,
+            "template_id": self.template.id,
+            "plan_id": self.env.ref("saas_manager.plan_starter").id, **values})
+        self.addCleanup(self.drop_databases, [instance.database_name])
+        return instance
+
+    def databases(self):
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute("SELECT datname FROM pg_database")
+            return {row[0] for row in cr.fetchall()}
+
+    def rpc_login(self, instance, login, password):
+        client = customize.connect("http://127.0.0.1:%s" % config["http_port"], instance.host)
+        client.login(instance.database_name, login, password)
+        return client

@@ -29,10 +29,13 @@ class TestForms(SaasCase):
         self.assertEqual(form.price, self.plan.price_yearly)
         subscription = form.save()
         self.assertTrue(subscription.name.startswith("SUB/"))
-        self.assertEqual((subscription.date_end - subscription.date_start).days in (365, 366),
-                         True)
-        self.assertEqual((subscription.trial_end - subscription.date_start).days, 14)
+        self.assertEqual(subscription.state, "draft")
+        self.assertFalse(subscription.date_end, "a draft has no period yet")
         self.assertEqual(instance.subscription_count, 1)
+        subscription.with_user(self.saas_manager).action_activate()
+        self.assertEqual(subscription.state, "trial")
+        self.assertEqual((subscription.trial_end - subscription.date_start).days, 14)
+        self.assertEqual(instance.subscription_id, subscription)
 
     def test_plan_form(self):
         form = Form(self.env["saas.plan"].with_user(self.saas_admin))

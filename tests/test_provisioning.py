@@ -1,7 +1,6 @@
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from unittest.mock import patch
@@ -9,64 +8,24 @@ from unittest.mock import patch
 import odoorpc
 import psycopg2
 
-from odoo import sql_db
 from odoo.exceptions import AccessError, UserError, ValidationError
-from odoo.modules.registry import Registry
-from odoo.tests import HttpCase, tagged
+from odoo.tests import tagged
 from odoo.tools import config, mute_logger
 
-from ..engine import customize, pg, proxy
+from ..engine import pg, proxy
 from ..models.saas_instance import PROVISION_STEPS, ProvisionRun
+from .common import ClonedTemplateCase
 
 INSTANCE_LOGGER = "odoo.addons.saas_manager.models.saas_instance"
 
 
-def build_template_database(name, modules="base"):
-    """A real template: a fresh Odoo database built by a separate Odoo process."""
-    cmd = [sys.executable, sys.argv[0], "-c", config.rcfile, "-d", name, "-i", modules,
-           "--stop-after-init", "--without-demo=all", "--log-level=warn", "--no-http"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-    if proc.returncode:
-        raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
-
-
 @tagged("post_install", "-at_install")
-class TestProvisioning(HttpCase):
+class TestProvisioning(ClonedTemplateCase):
     """Provision for real: clone, filestore, sanitize, customize over JSON-RPC, proxy."""
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.pg_params = cls.env["saas.instance"]._saas_pg_params()
-        cls.tpl_db = "saas_tpl_test_%s" % uuid.uuid4().hex[:8]
-        cls.addClassCleanup(cls.drop_databases, [cls.tpl_db])
-        build_template_database(cls.tpl_db)
-        os.makedirs(config.filestore(cls.tpl_db), exist_ok=True)
-        with open(os.path.join(config.filestore(cls.tpl_db), "marker"), "w") as handle:
-            handle.write("template file")
+    def prepare_template(cls):
         cls.tpl_identity = cls.read_identity(cls.tpl_db)
-        cls.template = cls.env["saas.template"].create({
-            "name": "Test template", "code": "test_%s" % cls.tpl_db[-8:],
-            "database_name": cls.tpl_db, "module_names": "base", "state": "configuring",
-            "admin_login": "admin", "admin_password": "admin"})
-        cls.template.action_lock()
-        set_param = cls.env["ir.config_parameter"].set_param
-        set_param("saas.base_domain", "saas.test")
-        set_param("saas.routing_mode", "host")
-        cls.customer = cls.env["res.partner"].create({
-            "name": "Acme Test", "email": "owner@acme.test", "is_company": True,
-            "city": "Brussels", "country_id": cls.env.ref("base.be").id})
-
-    @classmethod
-    def drop_databases(cls, names):
-        for name in names:
-            Registry.delete(name)
-            sql_db.close_db(name)
-        with pg.maintenance(cls.env["saas.instance"]._saas_pg_params()) as conn:
-            for name in names:
-                pg.drop(conn, name)
-        for name in names:
-            shutil.rmtree(config.filestore(name), ignore_errors=True)
 
     @classmethod
     def read_identity(cls, database):
@@ -78,25 +37,6 @@ class TestProvisioning(HttpCase):
                 return dict(cr.fetchall())
         finally:
             conn.close()
-
-    def new_instance(self, **values):
-        subdomain = values.pop("subdomain", "t%s" % uuid.uuid4().hex[:8])
-        instance = self.env["saas.instance"].create({
-            "name": subdomain, "partner_id": self.customer.id, "subdomain": subdomain,
-            "template_id": self.template.id,
-            "plan_id": self.env.ref("saas_manager.plan_starter").id, **values})
-        self.addCleanup(self.drop_databases, [instance.database_name])
-        return instance
-
-    def databases(self):
-        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
-            cr.execute("SELECT datname FROM pg_database")
-            return {row[0] for row in cr.fetchall()}
-
-    def rpc_login(self, instance, login, password):
-        client = customize.connect("http://127.0.0.1:%s" % config["http_port"], instance.host)
-        client.login(instance.database_name, login, password)
-        return client
 
     # -- the happy path ------------------------------------------------------------------
     def test_provision_end_to_end(self):

@@ -85,10 +85,12 @@ class TestTemplateLifecycle(TransactionCase):
         wizard.action_confirm()
         self.assertFalse(template.exists())
         self.assertFalse(self.exists(database))
-        backups = os.path.join(config["data_dir"], "saas_manager", "backups")
-        dumps = [f for f in os.listdir(backups) if f.startswith(database)]
-        self.assertEqual(len(dumps), 1, "a verified backup before the drop")
-        os.remove(os.path.join(backups, dumps[0]))
+        backups = template._saas_backup_dir()
+        made = sorted(f for f in os.listdir(backups) if f.startswith(database + "-"))
+        self.assertEqual(len(made), 2, "a verified dump and filestore archive before the drop")
+        self.assertTrue(made[0].endswith(".dump") and made[1].endswith(".filestore.tar.gz"))
+        for name in made:
+            os.remove(os.path.join(backups, name))
 
     def test_failed_build_leaves_no_database(self):
         template = self.new_template("base,no_such_module_xyz")

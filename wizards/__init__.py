@@ -1,1 +1,3 @@
 from . import saas_template_delete
+from . import saas_subscription_change
+from . import saas_instance_terminate

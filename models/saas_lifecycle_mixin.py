@@ -1,0 +1,60 @@
+import logging
+import threading
+
+from odoo import api, models
+from odoo.tools import split_every
+
+_logger = logging.getLogger(__name__)
+
+
+class SaasLifecycleMixin(models.AbstractModel):
+    """Batches, commits, progress and customer notifications of the lifecycle crons.
+
+    A cron walks every due record in batches: each record runs inside a
+    savepoint, so one failing record is rolled back, logged and reported in
+    its chatter while the others go on; each batch is committed (outside
+    tests) and reported with ``ir.cron._notify_progress``, so a crash or a
+    timeout keeps what was done and the next run resumes where it stopped
+    (every cron selects what is *due*, so running twice does a thing once).
+    """
+
+    _name = "saas.lifecycle.mixin"
+    _description = "SaaS Lifecycle Helpers"
+
+    @api.model
+    def _saas_cron_batches(self, records, handler, batch_size):
+        """Run ``handler(record)`` on each record; return ``{"done", "failed"}`` counts."""
+        done = failed = 0
+        total = len(records)
+        for ids in split_every(batch_size, records.ids):
+            for record in records.browse(ids):
+                try:
+                    with self.env.cr.savepoint():
+                        handler(record)
+                except Exception as exc:  # one bad record must not stop the others
+                    failed += 1
+                    _logger.exception("%s %s: cron step failed", record._name, record.id)
+                    record.message_post(body=self.env._("Automatic processing failed: %(error)s",
+                                                        error=str(exc)))
+            done += len(ids)
+            self.env["ir.cron"]._notify_progress(done=done, remaining=total - done)
+            self._commit()
+        return {"done": done, "failed": failed}
+
+    def _commit(self):
+        """Commit outside tests (a test's transaction is rolled back at its end)."""
+        if not self._testing():
+            # Crons that change other databases commit per step or batch: what
+            # was done there must be recorded here before the next one starts.
+            self.env.cr.commit()  # pylint: disable=invalid-commit
+
+    @staticmethod
+    def _testing():
+        return getattr(threading.current_thread(), "testing", False)
+
+    def _notify(self, template_xmlid):
+        """Send a mail template to the customer; the mail stays in the chatter."""
+        template = self.env.ref(template_xmlid)
+        for record in self:
+            record.message_post_with_source(template, message_type="comment",
+                                            subtype_xmlid="mail.mt_comment")
