@@ -51,8 +51,9 @@ def odoo_process(conf, *args):
     return time.perf_counter() - start
 
 
-def outer():
-    """Prepare (venv, PostgreSQL, conf) with ./dev's machinery, then re-run inside the venv."""
+def outer(script=__file__):
+    """Prepare (venv, PostgreSQL, conf) with ./dev's machinery, then re-run ``script``
+    inside the venv."""
     sys.path.insert(0, str(REPO / "tools"))
     from saasdev import pgcluster
     from saasdev.odoo_conf import write_conf
@@ -67,7 +68,7 @@ def outer():
                    pg=ws.pg, http_port=pgcluster.free_port())
         ws.odoo_cmd(conf)  # makes sure the launcher exists
         env = dict(ws.child_env(), SAAS_BENCH_CONF=str(conf))
-        return subprocess.run([str(ws.python), __file__, *sys.argv[1:]], env=env,
+        return subprocess.run([str(ws.python), script, *sys.argv[1:]], env=env,
                               check=False).returncode
     finally:
         ws.close()
