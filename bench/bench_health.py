@@ -48,6 +48,7 @@ def inner(count):
     from odoo.tools import config
 
     config.parse_config(["-c", os.environ["SAAS_BENCH_CONF"]])
+    config["list_db"] = True  # drop_all uses the database manager's own function
     manager = "bench_health_%s" % uuid.uuid4().hex[:6]
     try:
         print("building the manager database (-i saas_manager) ...", flush=True)
