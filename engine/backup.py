@@ -19,7 +19,9 @@ fails.
 """
 
 import contextlib
+import glob
 import os
+import re
 import subprocess
 import tarfile
 import zlib
@@ -313,3 +315,21 @@ def row_counts(conn):
                 sql.Identifier(schema), sql.Identifier(table)))
             counts["%s.%s" % (schema, table)] = cr.fetchone()[0]
     return counts
+
+
+def latest(backup_dir, database):
+    """The newest complete backup (dump and archive) of ``database`` in ``backup_dir``.
+
+    Backup names end with a UTC stamp that sorts in time order; ``None`` when
+    there is none.  Used to resume a termination whose record was lost after
+    the database was dropped.
+    """
+    pattern = os.path.join(glob.escape(backup_dir), glob.escape(database) + "-*.dump")
+    name_re = re.compile(re.escape(database) + r"-\d{8}T\d{6}Z\.dump")
+    dumps = [path for path in glob.glob(pattern) if name_re.fullmatch(os.path.basename(path))]
+    for dump_path in sorted(dumps, reverse=True):
+        archive = dump_path[: -len(".dump")] + ".filestore.tar.gz"
+        if os.path.isfile(archive):
+            return Backup(dump_path, archive, 0, os.path.getsize(dump_path),
+                          os.path.getsize(archive))
+    return None

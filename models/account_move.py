@@ -1,4 +1,5 @@
-from odoo import fields, models
+from odoo import api, fields, models
+from odoo.exceptions import AccessError
 from odoo.tools import SQL
 
 #: payment_state values that mean "nothing left to pay".
@@ -22,12 +23,34 @@ class AccountMove(models.Model):
     saas_overdue_notified = fields.Boolean(
         copy=False, readonly=True, help="The customer was told this invoice is overdue.")
 
+    #: Written by saas_manager only: linking an invoice to a subscription can suspend
+    #: the subscription's instance when the invoice is unpaid.
+    SAAS_FIELDS = frozenset({"saas_subscription_id", "saas_invoice_kind", "saas_period_start",
+                             "saas_period_end", "saas_overdue_notified"})
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            self._saas_check_write(vals)
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._saas_check_write(vals)
+        return super().write(vals)
+
+    def _saas_check_write(self, vals):
+        if not self.env.su and self.SAAS_FIELDS.intersection(vals):
+            raise AccessError(self.env._(
+                "Subscription links of invoices are managed by SaaS Manager itself."))
+
     def init(self):
         """One live invoice per subscription period, whatever runs twice or concurrently."""
+        result = super().init()
         self.env.cr.execute(SQL(
             "CREATE UNIQUE INDEX IF NOT EXISTS account_move_saas_period_uniq "
             "ON account_move (saas_subscription_id, saas_period_start) "
             "WHERE saas_invoice_kind = 'period' AND state <> 'cancel'"))
+        return result
 
     def _saas_is_overdue(self, today, grace_days):
         """Posted, not settled, and its due date plus ``grace_days`` is behind us."""

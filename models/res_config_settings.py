@@ -23,26 +23,53 @@ class ResConfigSettings(models.TransientModel):
         [("WAL_LOG", "WAL_LOG (PostgreSQL default, faster for small templates)"),
          ("FILE_COPY", "FILE_COPY (faster for large templates on a quiet cluster)")],
         string="Clone Strategy", config_parameter="saas.clone_strategy", default="WAL_LOG")
+    # Stored by get_values/set_values below, not with config_parameter=: Odoo deletes a
+    # config_parameter whose value is False or 0, which would bring the default back
+    # (an operator could never turn posting off, or set a grace of 0 days).
     saas_invoice_auto_post = fields.Boolean(
-        string="Post Subscription Invoices", config_parameter="saas.invoice_auto_post",
-        default=True, help="Post invoices at once; otherwise they stay in draft for review.")
+        string="Post Subscription Invoices", default=True,
+        help="Post invoices at once; otherwise they stay in draft for review.")
     saas_payment_grace_days = fields.Integer(
-        string="Payment Grace (days)", config_parameter="saas.payment_grace_days", default=7,
+        string="Payment Grace (days)", default=7,
         help="An invoice still unpaid this many days after its due date suspends the instance.")
     saas_limit_policy = fields.Selection(
         [("notify", "Notify the customer and flag the instance"),
          ("suspend", "Notify, then suspend after the grace days")],
         string="Over-limit Policy", config_parameter="saas.limit_policy", default="notify")
-    saas_limit_suspend_days = fields.Integer(
-        string="Over-limit Grace (days)", config_parameter="saas.limit_suspend_days", default=7)
+    saas_limit_suspend_days = fields.Integer(string="Over-limit Grace (days)", default=7)
     saas_health_alert_failures = fields.Integer(
-        string="Alert After Failed Checks", config_parameter="saas.health_alert_failures",
-        default=3, help="Consecutive failed hourly checks before the responsible gets a to-do.")
+        string="Alert After Failed Checks", default=3,
+        help="Consecutive failed hourly checks before the responsible gets a to-do.")
     saas_required_dbfilter = fields.Char(string="Required dbfilter",
                                          compute="_compute_saas_dbfilter")
     saas_server_dbfilter = fields.Char(string="Server dbfilter",
                                        compute="_compute_saas_dbfilter")
     saas_dbfilter_mismatch = fields.Boolean(compute="_compute_saas_dbfilter")
+
+    #: field -> (parameter, default); stored as text so that False and 0 are kept.
+    _SAAS_TEXT_PARAMS = {
+        "saas_invoice_auto_post": ("saas.invoice_auto_post", True),
+        "saas_payment_grace_days": ("saas.payment_grace_days", 7),
+        "saas_limit_suspend_days": ("saas.limit_suspend_days", 7),
+        "saas_health_alert_failures": ("saas.health_alert_failures", 3),
+    }
+
+    @api.model
+    def get_values(self):
+        res = super().get_values()
+        get = self.env["ir.config_parameter"].sudo().get_param
+        for name, (key, default) in self._SAAS_TEXT_PARAMS.items():
+            value = get(key, str(default))
+            res[name] = value == "True" if isinstance(default, bool) else int(value or 0)
+        return res
+
+    def set_values(self):
+        result = super().set_values()
+        set_param = self.env["ir.config_parameter"].sudo().set_param
+        for name, (key, default) in self._SAAS_TEXT_PARAMS.items():
+            value = self[name]
+            set_param(key, str(bool(value)) if isinstance(default, bool) else str(value or 0))
+        return result
 
     @api.depends("saas_routing_mode")
     def _compute_saas_dbfilter(self):

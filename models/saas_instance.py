@@ -269,6 +269,7 @@ class SaasInstance(models.Model):
 
     def init(self):
         """Unique subdomain, database and custom domain among live instances, race-proof."""
+        result = super().init()
         self.env.cr.execute(SQL(
             "CREATE UNIQUE INDEX IF NOT EXISTS saas_instance_custom_domain_live_uniq "
             "ON saas_instance (custom_domain) WHERE state <> 'terminated'"))
@@ -277,6 +278,7 @@ class SaasInstance(models.Model):
                 "CREATE UNIQUE INDEX IF NOT EXISTS %s ON saas_instance (%s) "
                 "WHERE subdomain_released IS NOT TRUE",
                 SQL.identifier("saas_instance_%s_live_uniq" % column), SQL.identifier(column)))
+        return result
 
     # -- ORM -------------------------------------------------------------------
     @api.model_create_multi
@@ -545,8 +547,12 @@ class SaasInstance(models.Model):
         self.sudo().owned_database = database or False
         self._commit()
 
-    def _provision_remove_database(self):
-        """Drop the database recorded as owned, if it carries this instance's marker."""
+    def _provision_remove_database(self, commit=True):
+        """Drop the database recorded as owned, if it carries this instance's marker.
+
+        ``commit=False`` leaves the ownership change to the caller's transaction
+        (a cron step runs inside a savepoint, which a commit would end).
+        """
         name = self.sudo().owned_database
         if not name:
             return
@@ -560,7 +566,10 @@ class SaasInstance(models.Model):
                         db=name))
                 pg.drop(conn, name)
         filestore.remove_tree(self._saas_filestore(name))
-        self._provision_mark_owned(False)
+        if commit:
+            self._provision_mark_owned(False)
+        else:
+            self.sudo().owned_database = False
 
     def _provision_remove_proxy(self):
         settings = self._proxy_settings()
@@ -590,7 +599,20 @@ class SaasInstance(models.Model):
                            "provision_seconds": sum(seconds for _step, seconds in timings)})
         self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
                                           url=self.url, sec=self.provision_seconds))
-        self._notify("saas_manager.mail_template_instance_ready")
+        self._send_access()
+
+    def _send_access(self):
+        """E-mail the customer their access, password included, outside the chatter.
+
+        The mail is not attached to the instance (so its body, with the
+        password, is not kept in a message every SaaS user can read) and is
+        deleted once sent; the chatter only records that it was sent.
+        """
+        template = self.env.ref("saas_manager.mail_template_instance_ready")
+        template.send_mail(self.id, email_values={"model": False, "res_id": False,
+                                                  "auto_delete": True})
+        self.message_post(body=self.env._("Access details e-mailed to %(partner)s.",
+                                          partner=self.partner_id.display_name))
 
     @staticmethod
     def _format_timings(timings):
@@ -686,18 +708,26 @@ class SaasInstance(models.Model):
         return name
 
     def _terminate(self):
-        """Final verified backup, then drop database, filestore and proxy files.
+        """Final verified backup, then remove proxy file, database and filestore.
 
-        The record stays (state terminated) with the backup's location; a
-        failed backup leaves everything in place and raises.
+        The record stays (state terminated) with the backup's location.  A
+        failed backup or drop raises and leaves the database as it was.  If
+        this transaction is lost after the drop (a crash, a rolled-back cron
+        step), the next attempt finds the database gone and resumes with the
+        backup already written.
         """
         self.ensure_one()
         if self.state not in ("active", "suspended"):
             raise UserError(self.env._("%(name)s cannot be terminated from state %(state)s.",
                                        name=self.name, state=self.state))
-        made = self._final_backup()
-        self._provision_remove_database()
-        self._provision_remove_proxy()
+        name = self._owned_database_name()
+        made, flags = self._final_backup(name)
+        try:
+            self._provision_remove_proxy()
+            self._provision_remove_database(commit=False)
+        except Exception:
+            self._restore_flags(name, flags)
+            raise
         self.sudo().write({
             "state": "terminated", "terminated_on": fields.Datetime.now(),
             "backup_dump_path": made.dump_path, "backup_filestore_path": made.filestore_path,
@@ -706,35 +736,58 @@ class SaasInstance(models.Model):
             lambda s: s.state not in ("draft", "terminated")).sudo().state = "terminated"
         self._notify("saas_manager.mail_template_instance_terminated")
 
-    def _final_backup(self):
-        """Dump and filestore archive, both read back, before anything is dropped.
+    def _final_backup(self, name):
+        """Dump and filestore archive, both read back; returns ``(backup, flags)``.
 
-        During the backup the database is hidden from Odoo (``IS_TEMPLATE``,
-        which Odoo never lists) but accepts pg_dump's connection; on failure
-        its previous flags are restored.
+        The ownership marker is checked before anything changes.  During the
+        backup the database is hidden from Odoo (``IS_TEMPLATE``, which Odoo
+        never lists) but accepts pg_dump's connection; on failure its flags
+        are restored.  A database already gone (an earlier attempt dropped it)
+        resumes with the newest complete backup of it.
         """
-        name = self._owned_database_name()
-        stamp = fields.Datetime.now().strftime("%Y%m%dT%H%M%SZ")
-        with pg.maintenance(self._saas_pg_params()) as conn:
-            was_allowed = pg.connections_allowed(conn, name)
+        params = self._saas_pg_params()
+        with pg.maintenance(params) as conn:
+            if not pg.exists(conn, name):
+                return self._earlier_backup(name), None
+            if pg.comment(conn, name) != self._owner_marker():
+                raise UserError(self.env._(
+                    "%(db)s does not carry this instance's marker: it is not touched.", db=name))
+            flags = pg.connections_allowed(conn, name)
             pg.mark_template(conn, name, True)
             pg.allow_connections(conn, name, True)
             pg.terminate_sessions(conn, name)
         Registry.delete(name)
         sql_db.close_db(name)
         try:
-            return backup.backup(self._saas_pg_params(), name, self._saas_filestore(name),
+            stamp = fields.Datetime.now().strftime("%Y%m%dT%H%M%SZ")
+            made = backup.backup(params, name, self._saas_filestore(name),
                                  self._saas_backup_dir(), stamp)
         except Exception:
-            with pg.maintenance(self._saas_pg_params()) as conn:
-                pg.allow_connections(conn, name, was_allowed)
-                pg.mark_template(conn, name, False)
+            self._restore_flags(name, flags)
             raise
+        return made, flags
+
+    def _earlier_backup(self, name):
+        made = backup.latest(self._saas_backup_dir(), name)
+        if not made:
+            raise UserError(self.env._(
+                "%(db)s no longer exists and no backup of it was found in %(dir)s.",
+                db=name, dir=self._saas_backup_dir()))
+        return made
+
+    def _restore_flags(self, name, connections_allowed):
+        """Undo the backup's flags (not hidden, connections as before), if it still exists."""
+        if connections_allowed is None:
+            return
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if pg.exists(conn, name):
+                pg.allow_connections(conn, name, connections_allowed)
+                pg.mark_template(conn, name, False)
 
     # -- usage and limits ------------------------------------------------------------
     def action_refresh_usage(self):
         """Measure users and storage now (the limits cron does it every night)."""
-        self.check_access("read")
+        self.check_access("write")
         for instance in self.sudo().filtered(lambda i: i.state in ("active", "suspended")):
             instance._refresh_usage()
         return True
@@ -794,6 +847,9 @@ class SaasInstance(models.Model):
         if (over and policy["action"] == "suspend" and self.state == "active"
                 and fields.Date.add(since, days=policy["days"]) <= today):
             self._suspend("user_limit" if over_users else "storage_limit")
+        elif not over and self.state == "suspended" and self.suspension_reason in (
+                "user_limit", "storage_limit"):
+            self._reactivate()  # back under the limits, or the plan was upgraded
 
     # -- health ----------------------------------------------------------------------
     @api.model

@@ -34,6 +34,7 @@ CRON_BATCH = 50
 #: Managed by the lifecycle code only (as superuser), never written by users or RPC.
 PROTECTED_FIELDS = frozenset({
     "state", "period_start", "date_end", "trial_end", "ended_on", "notice_sent",
+    "billing_anchor",
 })
 
 
@@ -69,6 +70,10 @@ class SaasSubscription(models.Model):
     date_start = fields.Date(string="Start", required=True, default=fields.Date.context_today,
                              tracking=True)
     period_start = fields.Date(string="Current Period Start", readonly=True, copy=False)
+    billing_anchor = fields.Date(
+        readonly=True, copy=False,
+        help="Start of the first paid period: every period ends on the same day of the month "
+             "(or of the year) as this date, so the billing day never drifts.")
     date_end = fields.Date(string="Renewal / End", readonly=True, copy=False, tracking=True,
                            help="First day not paid for: the renewal date, or the end.")
     trial_end = fields.Date(readonly=True, copy=False, tracking=True)
@@ -116,9 +121,11 @@ class SaasSubscription(models.Model):
 
     def init(self):
         """At most one running subscription per instance, race-proof."""
+        result = super().init()
         self.env.cr.execute(SQL(
             "CREATE UNIQUE INDEX IF NOT EXISTS saas_subscription_running_uniq "
             "ON saas_subscription (instance_id) WHERE state IN %s", RUNNING_STATES))
+        return result
 
     # -- computes --------------------------------------------------------------
     @api.depends("instance_id")
@@ -171,10 +178,12 @@ class SaasSubscription(models.Model):
 
     def write(self, vals):
         self._saas_check_protected(vals)
-        frozen = {"instance_id", "partner_id", "date_start", "skip_trial"}.intersection(vals)
-        if frozen and self.filtered(lambda s: s.state != "draft"):
+        frozen = {"instance_id", "partner_id", "date_start", "skip_trial", "plan_id", "period",
+                  "price"}.intersection(vals)
+        if frozen and not self.env.su and self.filtered(lambda s: s.state != "draft"):
             raise UserError(self.env._(
-                "The instance, customer and start of a subscription are fixed once it runs."))
+                "The instance, customer, start, plan and price of a subscription are fixed "
+                "once it runs: use Change Plan."))
         return super().write(vals)
 
     # -- settings ------------------------------------------------------------------
@@ -200,13 +209,18 @@ class SaasSubscription(models.Model):
         return True
 
     def action_renew(self):
-        """Manual renewal of an ended or suspended subscription: a new period from today."""
-        self._check_states((*ENDED_STATES, "suspended"), self.env._(
-            "Only suspended, expired or cancelled subscriptions are renewed by hand; running "
-            "ones renew automatically."))
+        """Manual renewal of an expired or cancelled subscription: a new period from today.
+
+        Running subscriptions renew themselves; a suspended one still has its
+        paid period (reactivate it, or let it expire).
+        """
+        self._check_states(ENDED_STATES, self.env._(
+            "Only expired or cancelled subscriptions are renewed by hand; running ones renew "
+            "automatically."))
         today = fields.Date.context_today(self)
         for sub in self.sudo():
             sub._check_no_other_running()
+            sub.billing_anchor = today
             sub._start_period(today)
             sub.write({"ended_on": False, "cancel_at_period_end": False})
             sub._attach_to_instance()
@@ -219,7 +233,8 @@ class SaasSubscription(models.Model):
                            self.env._("Only running subscriptions can be suspended."))
         for sub in self.sudo():
             sub.state = "suspended"
-            sub.instance_id._suspend("manual")
+            if sub.instance_id.state == "active":
+                sub.instance_id._suspend("manual")
         return True
 
     def action_reactivate(self):
@@ -310,17 +325,29 @@ class SaasSubscription(models.Model):
     def _start_period(self, start):
         """Apply any scheduled plan change, bill ``[start, start + period)``, mark active."""
         if self.next_plan_id or self.next_period:
-            self._apply_next_plan()
-        end = start + PERIOD_LENGTH[self.period]
+            self._apply_next_plan(start)
+        end = self._period_end(start)
         invoice = self._invoice_period(start, end)
         self.write({"state": "active", "period_start": start, "date_end": end,
-                    "notice_sent": False})
+                    "notice_sent": False, "billing_anchor": self.billing_anchor or start})
         return invoice
 
-    def _apply_next_plan(self):
+    def _period_end(self, start):
+        """The end of the period starting at ``start``, counted from the billing anchor
+        (31 Jan, 28 Feb, 31 Mar..., never 31 Jan, 28 Feb, 28 Mar...)."""
+        anchor = self.billing_anchor or start
+        step = PERIOD_LENGTH[self.period]
+        count = 1
+        while anchor + step * count <= start:
+            count += 1
+        return anchor + step * count
+
+    def _apply_next_plan(self, start):
         values = {"plan_id": (self.next_plan_id or self.plan_id).id,
                   "period": self.next_period or self.period,
                   "next_plan_id": False, "next_period": False}
+        if values["period"] != self.period:
+            values["billing_anchor"] = start  # a new rhythm starts with this period
         self.write(values)
         self.instance_id.plan_id = self.plan_id
         self.message_post(body=self.env._("Plan changed to %(plan)s (%(period)s).",
@@ -348,6 +375,14 @@ class SaasSubscription(models.Model):
             "is renewed.", state=dict(SUBSCRIPTION_STATES)[state], date=self.termination_date))
         if self.instance_id.state == "active":
             self.instance_id._suspend(state)
+
+    def _governs_instance(self):
+        """An ended subscription decides the instance's fate only while no newer one
+        took over (the instance's current subscription, or a running one)."""
+        instance = self.instance_id
+        newer = instance.subscription_ids.filtered(
+            lambda s: s != self and s.state in RUNNING_STATES)
+        return not newer and instance.subscription_id in (self, self.browse())
 
     def _terminate(self):
         if self.instance_id.state not in ("terminated", "draft", "failed"):
@@ -382,7 +417,7 @@ class SaasSubscription(models.Model):
         if not product:
             raise UserError(self.env._("The plan %(plan)s has no invoice product.",
                                        plan=self.plan_id.name))
-        invoice = self.env["account.move"].with_company(self.company_id).create({
+        values = {
             "move_type": "out_invoice",
             "partner_id": self.partner_id.id,
             "currency_id": self.currency_id.id,
@@ -395,7 +430,12 @@ class SaasSubscription(models.Model):
             "invoice_line_ids": [Command.create({
                 "product_id": product.id, "name": label, "quantity": 1,
                 "price_unit": amount})],
-        })
+        }
+        if kind == "period" and not self.partner_id.property_payment_term_id:
+            # Renewals are invoiced 7 days early; without payment terms they fall due on
+            # the first day of the period they pay for, not on the day they are issued.
+            values["invoice_date_due"] = max(start, fields.Date.context_today(self))
+        invoice = self.env["account.move"].with_company(self.company_id).create(values)
         if self._billing_params()["auto_post"]:
             invoice.action_post()
         self.message_post(body=self.env._("Invoice %(invoice)s issued: %(label)s.",
@@ -461,7 +501,8 @@ class SaasSubscription(models.Model):
 
     def _check_expiry(self, today, params):
         if self.state in ENDED_STATES:
-            if self.termination_date and self.termination_date <= today:
+            if (self.termination_date and self.termination_date <= today
+                    and self._governs_instance()):
                 self._terminate()
             return
         if self.state == "trial":
@@ -482,9 +523,13 @@ class SaasSubscription(models.Model):
 
     def _check_trial(self, today):
         if self.trial_end <= today:
-            if not (self.auto_renew and not self.cancel_at_period_end):
+            renews = self.auto_renew and not self.cancel_at_period_end
+            # An auto-renewing trial is converted by the renewal cron (01:00); one it
+            # could not convert (no invoice product, say) ends the next day, like a
+            # paid period that was not renewed.
+            if not renews or self.trial_end < today:
                 self._end("cancelled" if self.cancel_at_period_end else "expired")
-            return  # an auto-renewing trial is converted by the renewal cron
+            return
         notice = self._notice_due(self.trial_end, today)
         if notice:
             self.notice_sent = notice
@@ -505,6 +550,7 @@ class SaasSubscription(models.Model):
         reason = self.instance_id.suspension_reason
         if overdue and self.state != "suspended":
             self.state = "suspended"
-            self.instance_id._suspend("unpaid")
+            if self.instance_id.state == "active":
+                self.instance_id._suspend("unpaid")
         elif not overdue and self.state == "suspended" and reason == "unpaid":
             self._reactivate()

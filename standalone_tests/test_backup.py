@@ -302,3 +302,17 @@ def test_row_counts_are_exact_per_public_table(pg_params, source):
     assert counts["public.res_partner"] == 200
     assert set(counts) == {"public.empty_one", "public.ir_attachment", "public.res_partner",
                            'public.we"ird Table'}, "only ordinary tables of schema public"
+
+
+def test_latest_finds_the_newest_complete_backup(tmp_path):
+    base = "acme.saas.test"
+    for stamp, complete in (("20260101T010000Z", True), ("20260301T010000Z", True),
+                            ("20260401T010000Z", False)):
+        (tmp_path / ("%s-%s.dump" % (base, stamp))).write_bytes(b"dump")
+        if complete:
+            (tmp_path / ("%s-%s.filestore.tar.gz" % (base, stamp))).write_bytes(b"tar")
+    (tmp_path / "acme.saas.test-other-20260501T010000Z.dump").write_bytes(b"x")
+    found = backup.latest(str(tmp_path), base)
+    assert found.dump_path.endswith("acme.saas.test-20260301T010000Z.dump")
+    assert found.filestore_path.endswith("acme.saas.test-20260301T010000Z.filestore.tar.gz")
+    assert backup.latest(str(tmp_path), "other.saas.test") is None

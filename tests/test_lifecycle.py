@@ -51,6 +51,10 @@ class TestLifecycleEffects(ClonedTemplateCase):
     def connect(self, instance):
         return psycopg2.connect(dbname=instance.database_name, **self.pg_params)
 
+    def connections_allowed(self, instance):
+        with pg.maintenance(self.pg_params) as conn:
+            return pg.connections_allowed(conn, instance.database_name)
+
     # -- suspension ----------------------------------------------------------
     def test_suspension_blocks_the_database_and_odoo(self):
         instance = self.live_instance()
@@ -136,6 +140,11 @@ class TestLifecycleEffects(ClonedTemplateCase):
         template = self.env.ref("saas_manager.mail_template_user_limit")
         subject = template._render_field("subject", instance.ids)[instance.id]
         self.assertIn(subject, instance.message_ids.mapped("subject"))
+        self.env.ref("saas_manager.plan_starter").max_users = 5  # an upgrade, say
+        self.env["saas.instance"]._cron_check_limits()
+        self.assertEqual(instance.state, "active", "back under the limit: access restored")
+        self.assertFalse(instance.user_limit_exceeded)
+        self.assertTrue(self.connections_allowed(instance))
 
     # -- health --------------------------------------------------------------
     def test_health_check_and_alert_after_consecutive_failures(self):

@@ -2,8 +2,8 @@ from odoo.tests import tagged
 
 from .common import SaasCase
 
-INSTANCE_TEMPLATES = (
-    "mail_template_instance_ready", "mail_template_instance_suspended",
+INSTANCE_TEMPLATES = (  # the access mail (instance_ready) has its own test
+    "mail_template_instance_suspended",
     "mail_template_instance_reactivated", "mail_template_instance_terminated",
     "mail_template_user_limit", "mail_template_storage_limit",
 )
@@ -49,8 +49,22 @@ class TestMailTemplates(SaasCase):
         for xmlid in INSTANCE_TEMPLATES:
             with self.subTest(xmlid):
                 self.check_template(self.instance, xmlid, [self.customer.name])
-        self.check_template(self.instance, "mail_template_instance_ready",
-                            [self.instance.url, "owner@acme.test"])
+
+    def test_access_mail_keeps_the_password_out_of_the_chatter(self):
+        self.instance.sudo().admin_password_encrypted = self.instance._encrypt("S3cret-pass")
+        template = self.env.ref("saas_manager.mail_template_instance_ready")
+        template.with_context(lang="fr_FR").subject = "[FR] " + template.subject
+        self.instance._send_access()
+        mail = self.env["mail.mail"].search([("subject", "like", "[FR] ")], order="id desc",
+                                            limit=1)
+        self.assertEqual(mail.recipient_ids, self.customer, "sent to the customer, in French")
+        self.assertIn("S3cret-pass", str(mail.body_html))
+        self.assertIn(self.instance.url, str(mail.body_html))
+        self.assertFalse(mail.model, "not attached to the instance's chatter")
+        self.assertTrue(mail.auto_delete)
+        bodies = " ".join(str(body) for body in self.instance.message_ids.mapped("body"))
+        self.assertNotIn("S3cret-pass", bodies)
+        self.assertIn("Access details e-mailed", bodies)
 
     def test_subscription_templates(self):
         for xmlid in SUBSCRIPTION_TEMPLATES:

@@ -1,4 +1,6 @@
+import os
 from datetime import date
+from unittest.mock import patch
 
 from freezegun import freeze_time
 
@@ -136,6 +138,8 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.assertEqual(len(sub.invoice_ids), 2, "renewed once, whatever the runs")
         renewal = sub.invoice_ids.filtered(lambda m: m.saas_period_start == date(2026, 2, 10))
         self.assertEqual(renewal.saas_period_end, date(2026, 3, 9))
+        self.assertEqual(renewal.invoice_date, date(2026, 2, 3))
+        self.assertEqual(renewal.invoice_date_due, date(2026, 2, 10), "due when its period starts")
         self.assertEqual(renewal.amount_untaxed, 29.0)
         self.assertEqual((sub.period_start, sub.date_end), (date(2026, 2, 10), date(2026, 3, 10)))
         self.assertEqual(self.sent(sub, "mail_template_subscription_renewed"), 1)
@@ -219,6 +223,10 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.assertEqual(self.sent(sub.instance_id, "mail_template_instance_reactivated"), 1)
         with freeze_time("2026-01-16"), self.assertRaisesText(AccessError, "not allowed"):
             sub.with_user(self.saas_user).action_suspend()
+        with freeze_time("2026-01-17"):
+            sub.action_suspend()
+            with self.assertRaisesText(UserError, "Only expired or cancelled"):
+                sub.action_renew()  # its paid period still runs: no second bill
 
     def test_reactivation_after_the_period_is_refused(self):
         sub = self.subscribe("late")
@@ -233,6 +241,8 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
             sub.with_user(self.saas_manager).write({"date_end": date(2030, 1, 1)})
         with self.assertRaisesText(AccessError, "managed by SaaS Manager"):
             sub.with_user(self.saas_manager).write({"state": "active"})
+        with self.assertRaisesText(UserError, "use Change Plan"):
+            sub.with_user(self.saas_manager).write({"price": 1.0})
 
     # -- payments ---------------------------------------------------------------------------
     def pay(self, invoice):
@@ -253,7 +263,6 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.assertEqual(sub.state, "suspended")
         self.assertEqual(sub.instance_id.suspension_reason, "unpaid")
         self.assertFalse(self.connections_allowed(sub.instance_id))
-        self.at(date(2026, 1, 19), "_cron_renew")
         with freeze_time("2026-01-19"):
             self.pay(invoice)
         self.assertIn(invoice.payment_state, ("paid", "in_payment"))
@@ -326,3 +335,91 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.assertEqual(broken.state, "trial", "its renewal failed and was rolled back")
         self.assertIn("has no invoice product", broken.message_ids[0].body)
         self.assertEqual(len(healthy.invoice_ids), 2, "the other one was renewed")
+
+    # -- review cases -------------------------------------------------------------------------
+    def test_settings_keep_off_and_zero(self):
+        self.env["res.config.settings"].create({
+            "saas_invoice_auto_post": False, "saas_payment_grace_days": 0,
+            "saas_limit_suspend_days": 0}).execute()
+        self.assertEqual(self.Subscription._billing_params(),
+                         {"auto_post": False, "payment_grace_days": 0})
+        self.assertEqual(self.env["saas.instance"]._limit_policy()["days"], 0)
+        sub = self.subscribe("keptoff", paid=False)
+        self.assertEqual(sub.invoice_ids.state, "draft")
+
+    def test_billing_day_does_not_drift(self):
+        sub = self.subscribe("monthend", date_start=date(2026, 1, 31))
+        self.assertEqual(sub.date_end, date(2026, 2, 28))
+        self.at(date(2026, 2, 21), "_cron_renew")
+        self.assertEqual((sub.period_start, sub.date_end), (date(2026, 2, 28), date(2026, 3, 31)))
+        self.at(date(2026, 3, 24), "_cron_renew")
+        self.assertEqual(sub.date_end, date(2026, 4, 30))
+
+    def test_an_old_ended_subscription_never_terminates_a_newer_ones_instance(self):
+        old = self.subscribe("takeover", auto_renew=False, grace_days=3)
+        instance = old.instance_id
+        self.at(date(2026, 2, 10), "_cron_expiry")
+        self.assertEqual((old.state, instance.state), ("expired", "suspended"))
+        new = self.Subscription.create({"instance_id": instance.id, "skip_trial": True,
+                                        "date_start": date(2026, 2, 11)})
+        self.paying[new] = True
+        with freeze_time("2026-02-11"):
+            new.action_activate()
+            self.pay_due(new)
+        self.assertEqual((instance.state, instance.subscription_id), ("active", new))
+        self.at(date(2026, 2, 14), "_cron_expiry")
+        self.assertEqual((old.state, new.state, instance.state),
+                         ("expired", "active", "active"))
+        self.assertTrue(self.database_exists(instance))
+
+    def test_termination_resumes_after_a_lost_transaction(self):
+        sub = self.subscribe("resume", auto_renew=False, grace_days=0)
+        instance = sub.instance_id
+        self.at(date(2026, 2, 10), "_cron_expiry")
+        original = type(instance)._notify
+
+        def mail_down(records, xmlid):
+            if xmlid.endswith("instance_terminated"):
+                raise RuntimeError("mail server down")
+            return original(records, xmlid)
+
+        with patch.object(type(instance), "_notify", mail_down), mute_logger(CRON_LOGGER):
+            self.at(date(2026, 2, 11), "_cron_expiry")
+        self.assertEqual(instance.state, "suspended", "the step was rolled back")
+        self.assertFalse(self.database_exists(instance), "after the drop")
+        self.at(date(2026, 2, 12), "_cron_expiry")
+        self.assertEqual((sub.state, instance.state), ("terminated", "terminated"))
+        self.assertTrue(os.path.isfile(instance.backup_dump_path))
+        self.assertTrue(os.path.isfile(instance.backup_filestore_path))
+
+    def test_overdue_invoice_of_an_instance_suspended_by_hand(self):
+        sub = self.subscribe("quiet", paid=False)
+        with freeze_time("2026-01-12"):
+            sub.instance_id.action_suspend()
+        self.at(date(2026, 1, 20), "_cron_expiry")
+        self.assertEqual(sub.state, "suspended")
+        self.assertEqual(sub.instance_id.suspension_reason, "manual")
+        self.assertFalse(sub.message_ids.filtered(lambda m: "failed" in str(m.body)))
+
+    def test_invoice_links_are_written_by_the_module_only(self):
+        sub = self.subscribe("links", paid=False)
+        other = self.env["account.move"].create({"move_type": "out_invoice",
+                                                 "partner_id": self.customer.id})
+        with self.assertRaisesText(AccessError, "managed by SaaS Manager"):
+            other.with_user(self.saas_manager).write({"saas_subscription_id": sub.id})
+        with self.assertRaisesText(AccessError, "managed by SaaS Manager"):
+            self.env["account.move"].with_user(self.saas_manager).create({
+                "move_type": "out_invoice", "partner_id": self.customer.id,
+                "saas_subscription_id": sub.id})
+
+    def test_only_managers_terminate_and_they_confirm_it(self):
+        instance = self.make_live_instance("acl")
+        with self.assertRaises(AccessError):
+            self.env["saas.instance.terminate"].with_user(self.saas_user).create(
+                {"instance_id": instance.id, "confirmation": "acl"})
+        wizard = self.env["saas.instance.terminate"].with_user(self.saas_manager).create(
+            {"instance_id": instance.id, "confirmation": "acl"})
+        wizard.action_confirm()
+        self.assertEqual(instance.state, "terminated")
+        self.assertFalse(self.database_exists(instance))
+        self.assertTrue(os.path.isfile(instance.backup_dump_path))
