@@ -39,7 +39,7 @@ PROTECTED_FIELDS = frozenset({
     "suspension_reason", "suspended_on", "terminated_on", "backup_dump_path",
     "backup_filestore_path", "database_mb", "filestore_mb", "usage_checked_at",
     "user_limit_exceeded", "storage_limit_exceeded", "limit_exceeded_since",
-    "health_failures", "health_history", "health_error",
+    "health_failures", "health_history", "health_error", "subscription_id",
 })
 SUSPENSION_REASONS = [
     ("manual", "Suspended by the operator"),
@@ -96,7 +96,7 @@ class SaasInstance(models.Model):
                                         help="When that template revision was built.")
     plan_id = fields.Many2one("saas.plan", required=True, tracking=True, ondelete="restrict")
     subscription_id = fields.Many2one(
-        "saas.subscription", string="Current Subscription", copy=False,
+        "saas.subscription", string="Current Subscription", copy=False, readonly=True,
         domain="[('instance_id', '=', id)]")
     subscription_ids = fields.One2many("saas.subscription", "instance_id",
                                        string="Subscriptions")
@@ -291,6 +291,9 @@ class SaasInstance(models.Model):
 
     def write(self, vals):
         self._saas_check_protected(vals)
+        if "plan_id" in vals and not self.env.su and self.filtered("subscription_id"):
+            raise UserError(self.env._(
+                "This instance's plan follows its subscription: use Change Plan there."))
         if "subdomain" in vals:
             if self.sudo().filtered("owned_database"):
                 raise UserError(self.env._(

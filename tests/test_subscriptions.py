@@ -243,6 +243,10 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
             sub.with_user(self.saas_manager).write({"state": "active"})
         with self.assertRaisesText(UserError, "use Change Plan"):
             sub.with_user(self.saas_manager).write({"price": 1.0})
+        with self.assertRaisesText(UserError, "use Change Plan"):
+            sub.instance_id.with_user(self.saas_manager).write({"plan_id": self.professional.id})
+        with self.assertRaisesText(AccessError, "managed by SaaS Manager"):
+            sub.instance_id.with_user(self.saas_manager).write({"subscription_id": False})
 
     # -- payments ---------------------------------------------------------------------------
     def pay(self, invoice):
