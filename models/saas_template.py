@@ -331,6 +331,8 @@ class SaasTemplate(models.Model):
             if self.build_mode == "install":
                 self._build_prepare()
                 created = True
+            else:
+                self._check_database_exists()
             log_text = self._build_run()
             if self.build_mode == "install":
                 self._set_admin_password()
@@ -342,6 +344,14 @@ class SaasTemplate(models.Model):
                            "build_log": odoo_process.tail(log_text),
                            "built_at": fields.Datetime.now()})
         return True
+
+    def _check_database_exists(self):
+        """An update (-u) of a missing database would let Odoo create an empty one."""
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if not pg.exists(conn, self.database_name):
+                raise UserError(self.env._(
+                    "The database %(db)s does not exist: build the template again.",
+                    db=self.database_name))
 
     def _build_prepare(self):
         with pg.maintenance(self._saas_pg_params()) as conn:

@@ -102,6 +102,16 @@ class TestTemplateLifecycle(TransactionCase):
         self.assertFalse(self.exists(template.database_name))
         self.assertFalse(template.database_owned)
 
+    def test_refresh_of_a_missing_database_creates_nothing(self):
+        template = self.new_template("base")
+        template.write({"state": "configuring", "database_owned": True})
+        template.action_refresh()
+        with mute_logger(TEMPLATE_LOGGER):
+            self.env["saas.template"]._cron_build()
+        self.assertEqual(template.state, "configuring")
+        self.assertIn("does not exist", template.build_log)
+        self.assertFalse(self.exists(template.database_name), "Odoo did not create it")
+
     def test_existing_database_is_not_adopted_nor_dropped(self):
         template = self.new_template("base")
         with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
