@@ -317,16 +317,19 @@ def row_counts(conn):
     return counts
 
 
-def latest(backup_dir, database):
-    """The newest complete backup (dump and archive) of ``database`` in ``backup_dir``.
+def latest(backup_dir, database, since=""):
+    """The newest complete backup (dump and archive) of ``database`` in ``backup_dir``
+    whose stamp is not older than ``since`` (same ``YYYYMMDDTHHMMSSZ`` format).
 
     Backup names end with a UTC stamp that sorts in time order; ``None`` when
     there is none.  Used to resume a termination whose record was lost after
-    the database was dropped.
+    the database was dropped; ``since`` keeps out backups of an earlier
+    database that had the same name.
     """
     pattern = os.path.join(glob.escape(backup_dir), glob.escape(database) + "-*.dump")
     name_re = re.compile(re.escape(database) + r"-\d{8}T\d{6}Z\.dump")
-    dumps = [path for path in glob.glob(pattern) if name_re.fullmatch(os.path.basename(path))]
+    dumps = [path for path in glob.glob(pattern) if name_re.fullmatch(os.path.basename(path))
+             and os.path.basename(path)[len(database) + 1:-len(".dump")] >= since]
     for dump_path in sorted(dumps, reverse=True):
         archive = dump_path[: -len(".dump")] + ".filestore.tar.gz"
         if os.path.isfile(archive):

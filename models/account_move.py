@@ -30,8 +30,10 @@ class AccountMove(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        defaults = {key[len("default_"):] for key in self.env.context
+                    if key.startswith("default_")}
         for vals in vals_list:
-            self._saas_check_write(vals)
+            self._saas_check_write(set(vals) | defaults)
         return super().create(vals_list)
 
     def write(self, vals):

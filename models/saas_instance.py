@@ -726,11 +726,11 @@ class SaasInstance(models.Model):
         name = self._owned_database_name()
         made, flags = self._final_backup(name)
         try:
-            self._provision_remove_proxy()
             self._provision_remove_database(commit=False)
         except Exception:
             self._restore_flags(name, flags)
             raise
+        self._provision_remove_proxy()
         self.sudo().write({
             "state": "terminated", "terminated_on": fields.Datetime.now(),
             "backup_dump_path": made.dump_path, "backup_filestore_path": made.filestore_path,
@@ -762,7 +762,9 @@ class SaasInstance(models.Model):
         Registry.delete(name)
         sql_db.close_db(name)
         try:
-            stamp = fields.Datetime.now().strftime("%Y%m%dT%H%M%SZ")
+            # The database clock (UTC), like create_date: the stamps of backups and records
+            # compare (see _earlier_backup).
+            stamp = self.env.cr.now().strftime("%Y%m%dT%H%M%SZ")
             made = backup.backup(params, name, self._saas_filestore(name),
                                  self._saas_backup_dir(), stamp)
         except Exception:
@@ -771,7 +773,10 @@ class SaasInstance(models.Model):
         return made, flags
 
     def _earlier_backup(self, name):
-        made = backup.latest(self._saas_backup_dir(), name)
+        # Only a backup taken since this instance exists: a released subdomain's
+        # database name may have belonged to another customer before.
+        since = self.create_date.strftime("%Y%m%dT%H%M%SZ")
+        made = backup.latest(self._saas_backup_dir(), name, since=since)
         if not made:
             raise UserError(self.env._(
                 "%(db)s no longer exists and no backup of it was found in %(dir)s.",
@@ -850,8 +855,9 @@ class SaasInstance(models.Model):
         if (over and policy["action"] == "suspend" and self.state == "active"
                 and fields.Date.add(since, days=policy["days"]) <= today):
             self._suspend("user_limit" if over_users else "storage_limit")
-        elif not over and self.state == "suspended" and self.suspension_reason in (
-                "user_limit", "storage_limit"):
+        elif (not over and self.state == "suspended"
+              and self.suspension_reason in ("user_limit", "storage_limit")
+              and self.subscription_id.state in (False, "trial", "active", "expiring")):
             self._reactivate()  # back under the limits, or the plan was upgraded
 
     # -- health ----------------------------------------------------------------------

@@ -349,14 +349,15 @@ class SaasSubscription(models.Model):
         if values["period"] != self.period:
             values["billing_anchor"] = start  # a new rhythm starts with this period
         self.write(values)
-        self.instance_id.plan_id = self.plan_id
+        if self.instance_id.subscription_id == self:
+            self.instance_id.plan_id = self.plan_id
         self.message_post(body=self.env._("Plan changed to %(plan)s (%(period)s).",
                                           plan=self.plan_id.name, period=self.period))
 
     def _attach_to_instance(self):
         """This subscription becomes the instance's current one; access follows it."""
         instance = self.instance_id
-        instance.subscription_id = self
+        instance.write({"subscription_id": self.id, "plan_id": self.plan_id.id})
         if instance.state == "suspended":
             instance._reactivate()
 
@@ -431,7 +432,8 @@ class SaasSubscription(models.Model):
                 "product_id": product.id, "name": label, "quantity": 1,
                 "price_unit": amount})],
         }
-        if kind == "period" and not self.partner_id.property_payment_term_id:
+        terms = self.partner_id.with_company(self.company_id).property_payment_term_id
+        if kind == "period" and not terms:
             # Renewals are invoiced 7 days early; without payment terms they fall due on
             # the first day of the period they pay for, not on the day they are issued.
             values["invoice_date_due"] = max(start, fields.Date.context_today(self))
@@ -547,10 +549,15 @@ class SaasSubscription(models.Model):
             unnoticed.saas_overdue_notified = True
             self._notify("saas_manager.mail_template_payment_overdue")
         overdue = late.filtered(lambda m: m._saas_is_overdue(today, grace_days))
-        reason = self.instance_id.suspension_reason
+        instance = self.instance_id
+        reason = instance.suspension_reason
         if overdue and self.state != "suspended":
             self.state = "suspended"
-            if self.instance_id.state == "active":
-                self.instance_id._suspend("unpaid")
+            if instance.state == "active":
+                instance._suspend("unpaid")
+            elif reason in ("user_limit", "storage_limit"):
+                # Non-payment now decides: a payment lifts it, the limits no longer do.
+                # (An operator's manual suspension stays theirs to lift.)
+                instance.sudo().suspension_reason = "unpaid"
         elif not overdue and self.state == "suspended" and reason == "unpaid":
             self._reactivate()

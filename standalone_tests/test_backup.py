@@ -316,3 +316,13 @@ def test_latest_finds_the_newest_complete_backup(tmp_path):
     assert found.dump_path.endswith("acme.saas.test-20260301T010000Z.dump")
     assert found.filestore_path.endswith("acme.saas.test-20260301T010000Z.filestore.tar.gz")
     assert backup.latest(str(tmp_path), "other.saas.test") is None
+
+
+def test_latest_ignores_backups_older_than_since(tmp_path):
+    base = "reused.saas.test"
+    for stamp in ("20250101T010000Z", "20260301T010000Z"):
+        (tmp_path / ("%s-%s.dump" % (base, stamp))).write_bytes(b"dump")
+        (tmp_path / ("%s-%s.filestore.tar.gz" % (base, stamp))).write_bytes(b"tar")
+    assert backup.latest(str(tmp_path), base, since="20260401T000000Z") is None
+    found = backup.latest(str(tmp_path), base, since="20260101T000000Z")
+    assert found.dump_path.endswith("-20260301T010000Z.dump")

@@ -427,3 +427,22 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.assertEqual(instance.state, "terminated")
         self.assertFalse(self.database_exists(instance))
         self.assertTrue(os.path.isfile(instance.backup_dump_path))
+
+    def test_activation_gives_the_instance_the_subscription_plan(self):
+        instance = self.make_live_instance("planned")
+        sub = self.Subscription.create({"instance_id": instance.id, "skip_trial": True,
+                                        "plan_id": self.professional.id})
+        sub.action_activate()
+        self.assertEqual(instance.plan_id, self.professional, "limits follow what is billed")
+
+    def test_non_payment_takes_over_a_limits_suspension(self):
+        sub = self.subscribe("overlimit", paid=False)
+        instance = sub.instance_id
+        with freeze_time("2026-01-11"):
+            instance._suspend("user_limit")
+        self.at(date(2026, 1, 18), "_cron_expiry")
+        self.assertEqual((sub.state, instance.suspension_reason), ("suspended", "unpaid"))
+        with freeze_time("2026-01-19"):
+            self.pay(sub.invoice_ids)
+        self.at(date(2026, 1, 19), "_cron_expiry")
+        self.assertEqual((sub.state, instance.state), ("active", "active"))

@@ -68,5 +68,6 @@ class SaasSubscriptionChange(models.TransientModel):
                 start=fields.Date.context_today(self), end=sub.date_end))
         sub.write({"plan_id": self.plan_id.id, "period": self.period,
                    "next_plan_id": False, "next_period": False})
-        sub.instance_id.plan_id = self.plan_id
+        if sub.instance_id.subscription_id == sub:  # limits follow the current one only
+            sub.instance_id.plan_id = self.plan_id
         return True
