@@ -246,25 +246,18 @@ def test_restore_into_existing_filestore_is_refused(pg_params, scratch_db, sourc
     assert (tmp_path / "restored_fs" / "theirs").read_bytes() == b"not ours"
 
 
-def test_failed_filestore_extraction_drops_the_restored_database(pg_params, scratch_db, source,
-                                                                  tmp_path):
+@pytest.mark.parametrize("case", [
+    ("filestore_path", "_truncate", "Restore of {target} failed"),
+    ("dump_path", "_flip_middle_byte", "pg_restore of .* into {target} failed"),
+], ids=["filestore", "dump"])
+def test_failed_restore_drops_the_database_it_created(pg_params, scratch_db, source, tmp_path,
+                                                      case):
+    damaged, damage, reason = case
     write_tree(tmp_path / "fs")
     made = backup.backup(pg_params, source, str(tmp_path / "fs"), str(tmp_path / "b"), STAMP)
-    _truncate(tmp_path / "b" / os.path.basename(made.filestore_path))
+    globals()[damage](tmp_path / "b" / os.path.basename(getattr(made, damaged)))
     target = new_name(scratch_db)
-    with pytest.raises(backup.BackupError, match="Restore of %s failed" % target):
-        backup.restore(pg_params, made, target, str(tmp_path / "restored_fs"))
-    with pg.maintenance(pg_params) as conn:
-        assert not pg.exists(conn, target)
-    assert not (tmp_path / "restored_fs").exists()
-
-
-def test_failed_pg_restore_drops_the_database_it_created(pg_params, scratch_db, source,
-                                                         tmp_path):
-    made = backup.backup(pg_params, source, str(tmp_path / "fs"), str(tmp_path / "b"), STAMP)
-    _flip_middle_byte(tmp_path / "b" / os.path.basename(made.dump_path))
-    target = new_name(scratch_db)
-    with pytest.raises(backup.BackupError, match="pg_restore of .* into %s failed" % target):
+    with pytest.raises(backup.BackupError, match=reason.format(target=target)):
         backup.restore(pg_params, made, target, str(tmp_path / "restored_fs"))
     with pg.maintenance(pg_params) as conn:
         assert not pg.exists(conn, target)
