@@ -354,11 +354,24 @@ class SaasTemplate(models.Model):
                     db=self.database_name))
 
     def _build_prepare(self):
+        """Record (committed) that this template creates its database, before it does.
+
+        A database found under that name was created by an earlier build of
+        this template only if the ownership was already recorded (it is
+        recorded after checking the name is free): that attempt was interrupted
+        (worker killed, server restart), so its half-built database is removed
+        and the build starts clean.  Any other database is left untouched.
+        """
         with pg.maintenance(self._saas_pg_params()) as conn:
-            if pg.exists(conn, self.database_name):
-                raise UserError(self.env._(
-                    "A database named %(db)s already exists and was not built by SaaS "
-                    "Manager: it is left untouched.", db=self.database_name))
+            exists = pg.exists(conn, self.database_name)
+        if exists and not self.database_owned:
+            raise UserError(self.env._(
+                "A database named %(db)s already exists and was not built by SaaS "
+                "Manager: it is left untouched.", db=self.database_name))
+        if exists:
+            _logger.info("Template %s: removing %s, left by an interrupted build",
+                         self.code, self.database_name)
+            self._drop_database()
         self.sudo().database_owned = True
         self.env["saas.instance"]._commit()
 

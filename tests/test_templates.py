@@ -102,6 +102,16 @@ class TestTemplateLifecycle(TransactionCase):
         self.assertFalse(self.exists(template.database_name))
         self.assertFalse(template.database_owned)
 
+    def test_interrupted_build_is_rebuilt_from_scratch(self):
+        template = self.new_template("base")
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(
+                template.database_name)))  # what a killed build leaves behind
+        template.write({"state": "building", "build_mode": "install", "database_owned": True})
+        self.env["saas.template"]._cron_build()
+        self.assertEqual(template.state, "configuring", template.build_log)
+        self.assertIn("base", template.installed_modules.split(", "))
+
     def test_refresh_of_a_missing_database_creates_nothing(self):
         template = self.new_template("base")
         template.write({"state": "configuring", "database_owned": True})
