@@ -660,11 +660,6 @@ class SaasInstance(models.Model):
         action["context"] = {"default_instance_id": self.id}
         return action
 
-    def _check_states(self, states, message):
-        self.check_access("write")
-        if self.filtered(lambda i: i.state not in states):
-            raise UserError(message)
-
     def _suspend(self, reason):
         """Block the database itself: it refuses new connections and its sessions end.
 

@@ -2,6 +2,7 @@ import logging
 import threading
 
 from odoo import api, models
+from odoo.exceptions import UserError
 from odoo.tools import split_every
 
 _logger = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ class SaasLifecycleMixin(models.AbstractModel):
             self.env["ir.cron"]._notify_progress(done=done, remaining=total - done)
             self._commit()
         return {"done": done, "failed": failed}
+
+    def _check_states(self, states, message):
+        """What a lifecycle button checks first: write access, and the states it accepts."""
+        self.check_access("write")
+        if self.filtered(lambda record: record.state not in states):
+            raise UserError(message)
 
     def _commit(self):
         """Commit outside tests (a test's transaction is rolled back at its end)."""

@@ -290,12 +290,6 @@ class SaasSubscription(models.Model):
         action["context"] = {"default_move_type": "out_invoice", "create": False}
         return action
 
-    def _check_states(self, states, message):
-        """Access check plus the states a button accepts."""
-        self.check_access("write")
-        if self.filtered(lambda s: s.state not in states):
-            raise UserError(message)
-
     # -- transitions -------------------------------------------------------------
     def _check_no_other_running(self):
         other = self.instance_id.subscription_ids.filtered(
