@@ -757,11 +757,7 @@ class SaasInstance(models.Model):
         Registry.delete(name)
         sql_db.close_db(name)
         try:
-            # The database clock (UTC), like create_date: the stamps of backups and records
-            # compare (see _earlier_backup).
-            stamp = self.env.cr.now().strftime("%Y%m%dT%H%M%SZ")
-            made = backup.backup(params, name, self._saas_filestore(name),
-                                 self._saas_backup_dir(), stamp)
+            made = self._saas_backup(name)  # stamped like create_date: see _earlier_backup
         except Exception:
             self._restore_flags(name, flags)
             raise

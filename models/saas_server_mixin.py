@@ -4,7 +4,7 @@ from odoo import models
 from odoo.exceptions import AccessError
 from odoo.tools import config
 
-from ..engine import filestore
+from ..engine import backup, filestore
 
 
 class SaasServerMixin(models.AbstractModel):
@@ -53,6 +53,14 @@ class SaasServerMixin(models.AbstractModel):
         """Where final backups go: odoo.conf ``saas_backup_dir``, else
         ``<data_dir>/saas_backups`` (see CONFIGURATION.md, "Backups")."""
         return config.get("saas_backup_dir") or os.path.join(config["data_dir"], "saas_backups")
+
+    def _saas_backup(self, database):
+        """Verified final backup of ``database`` (dump and filestore archive) into
+        :meth:`_saas_backup_dir`, stamped with the database server's clock (UTC),
+        the clock of ``create_date``."""
+        stamp = self.env.cr.now().strftime("%Y%m%dT%H%M%SZ")
+        return backup.backup(self._saas_pg_params(), database, self._saas_filestore(database),
+                             self._saas_backup_dir(), stamp)
 
     def _saas_param(self, key, default=""):
         return self.env["ir.config_parameter"].sudo().get_param(key, default) or default

@@ -11,7 +11,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
-from ..engine import backup, customize, filestore, naming, odoo_process, pg
+from ..engine import customize, filestore, naming, odoo_process, pg
 
 _logger = logging.getLogger(__name__)
 
@@ -260,9 +260,7 @@ class SaasTemplate(models.Model):
             pg.allow_connections(conn, name, True)  # for pg_dump; a locked template stays
             # flagged IS_TEMPLATE, which Odoo never lists
         try:
-            made = backup.backup(params, name, self._saas_filestore(name),
-                                 self._saas_backup_dir(), time.strftime("%Y%m%dT%H%M%SZ",
-                                                                        time.gmtime()))
+            made = self._saas_backup(name)
         except Exception:
             with pg.maintenance(params) as conn:
                 pg.allow_connections(conn, name, allowed)
