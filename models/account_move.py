@@ -1,5 +1,4 @@
 from odoo import api, fields, models
-from odoo.exceptions import AccessError
 from odoo.tools import SQL
 
 #: payment_state values that mean "nothing left to pay".
@@ -9,7 +8,8 @@ SETTLED_PAYMENT_STATES = ("paid", "in_payment", "reversed")
 class AccountMove(models.Model):
     """Subscription invoices: which subscription and which period they bill."""
 
-    _inherit = "account.move"
+    _name = "account.move"
+    _inherit = ["account.move", "saas.server.mixin"]
 
     saas_subscription_id = fields.Many2one(
         "saas.subscription", string="SaaS Subscription", index="btree_not_null", copy=False,
@@ -25,25 +25,19 @@ class AccountMove(models.Model):
 
     #: Written by saas_manager only: linking an invoice to a subscription can suspend
     #: the subscription's instance when the invoice is unpaid.
-    SAAS_FIELDS = frozenset({"saas_subscription_id", "saas_invoice_kind", "saas_period_start",
-                             "saas_period_end", "saas_overdue_notified"})
+    _saas_protected_fields = frozenset({
+        "saas_subscription_id", "saas_invoice_kind", "saas_period_start", "saas_period_end",
+        "saas_overdue_notified"})
 
     @api.model_create_multi
     def create(self, vals_list):
-        defaults = {key[len("default_"):] for key in self.env.context
-                    if key.startswith("default_")}
         for vals in vals_list:
-            self._saas_check_write(set(vals) | defaults)
+            self._saas_check_protected(vals, creating=True)
         return super().create(vals_list)
 
     def write(self, vals):
-        self._saas_check_write(vals)
+        self._saas_check_protected(vals)
         return super().write(vals)
-
-    def _saas_check_write(self, vals):
-        if not self.env.su and self.SAAS_FIELDS.intersection(vals):
-            raise AccessError(self.env._(
-                "Subscription links of invoices are managed by SaaS Manager itself."))
 
     def init(self):
         """One live invoice per subscription period, whatever runs twice or concurrently."""
