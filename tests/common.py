@@ -53,7 +53,19 @@ class SaasCase(TransactionCase):
         self.assertRegex(str(caught.exception), regex)
 
 
-class LiveInstanceCase(SaasCase):
+class InstanceDatabaseChecks:
+    """What PostgreSQL says of an instance's database (``pg_params`` set by the case)."""
+
+    def connections_allowed(self, instance):
+        with pg.maintenance(self.pg_params) as conn:
+            return pg.connections_allowed(conn, instance.database_name)
+
+    def database_exists(self, instance):
+        with pg.maintenance(self.pg_params) as conn:
+            return pg.exists(conn, instance.database_name)
+
+
+class LiveInstanceCase(InstanceDatabaseChecks, SaasCase):
     """Instances backed by a real (small, empty) PostgreSQL database.
 
     Lifecycle transitions act on the database itself (connections refused,
@@ -98,13 +110,6 @@ class LiveInstanceCase(SaasCase):
             pg.drop(conn, name)
         shutil.rmtree(config.filestore(name), ignore_errors=True)
 
-    def connections_allowed(self, instance):
-        with pg.maintenance(self.pg_params) as conn:
-            return pg.connections_allowed(conn, instance.database_name)
-
-    def database_exists(self, instance):
-        with pg.maintenance(self.pg_params) as conn:
-            return pg.exists(conn, instance.database_name)
 
 
 def build_template_database(name, modules="base"):
@@ -116,7 +121,7 @@ def build_template_database(name, modules="base"):
         raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
 
 
-class ClonedTemplateCase(HttpCase):
+class ClonedTemplateCase(InstanceDatabaseChecks, HttpCase):
     """A real template database (base only, built by a separate Odoo) to clone from,
     under the tests' base domain saas.test."""
 

@@ -51,10 +51,6 @@ class TestLifecycleEffects(ClonedTemplateCase):
     def connect(self, instance):
         return psycopg2.connect(dbname=instance.database_name, **self.pg_params)
 
-    def connections_allowed(self, instance):
-        with pg.maintenance(self.pg_params) as conn:
-            return pg.connections_allowed(conn, instance.database_name)
-
     # -- suspension ----------------------------------------------------------
     def test_suspension_blocks_the_database_and_odoo(self):
         instance = self.live_instance()
@@ -91,8 +87,7 @@ class TestLifecycleEffects(ClonedTemplateCase):
         wizard.confirmation = instance.subdomain
         wizard.action_confirm()
         self.assertEqual(instance.state, "terminated")
-        with pg.maintenance(self.pg_params) as maintenance:
-            self.assertFalse(pg.exists(maintenance, instance.database_name))
+        self.assertFalse(self.database_exists(instance))
         self.assertFalse(os.path.exists(filestore))
         self.assertTrue(os.path.isfile(instance.backup_dump_path))
         self.assertTrue(os.path.isfile(instance.backup_filestore_path))
