@@ -27,6 +27,10 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from dev_workspace import workspace  # noqa: E402
+
 FRESH_SAMPLES = 2
 
 
@@ -54,24 +58,11 @@ def odoo_process(conf, *args):
 def outer(script=__file__):
     """Prepare (venv, PostgreSQL, conf) with ./dev's machinery, then re-run ``script``
     inside the venv."""
-    sys.path.insert(0, str(REPO / "tools"))
-    from saasdev import pgcluster
-    from saasdev.odoo_conf import write_conf
-    from saasdev.workspace import Workspace
-
-    ws = Workspace(REPO, print)
-    ws.find_odoo(required=True)
-    ws.prepare()
-    try:
-        conf = ws.local / "odoo-bench.conf"
-        write_conf(conf, odoo=ws.odoo, addons_dir=ws.addons_dir, data_dir=ws.data_dir,
-                   pg=ws.pg, http_port=pgcluster.free_port())
+    with workspace("odoo-bench.conf") as (ws, conf):
         ws.odoo_cmd(conf)  # makes sure the launcher exists
         env = dict(ws.child_env(), SAAS_BENCH_CONF=str(conf))
         return subprocess.run([str(ws.python), script, *sys.argv[1:]], env=env,
                               check=False).returncode
-    finally:
-        ws.close()
 
 
 def inner(count):

@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from dev_workspace import workspace  # noqa: E402
 
 SHELL_SCRIPT = """
 import json
@@ -40,20 +43,10 @@ for code in ("restaurant", "ecommerce", "services"):
 
 
 def main():
-    sys.path.insert(0, str(REPO / "tools"))
-    from saasdev import run_cmd
-    from saasdev.cli import run_process
-    from saasdev.odoo_conf import write_conf
-    from saasdev.pgcluster import free_port
-    from saasdev.workspace import Workspace
+    with workspace("odoo.conf") as (ws, conf):
+        from saasdev import run_cmd
+        from saasdev.cli import run_process
 
-    ws = Workspace(REPO, print)
-    ws.find_odoo(required=True)
-    ws.prepare()
-    try:
-        conf = ws.local / "odoo.conf"
-        write_conf(conf, odoo=ws.odoo, addons_dir=ws.addons_dir, data_dir=ws.data_dir,
-                   pg=ws.pg, http_port=free_port())
         run_cmd.ensure_manager_db(ws, run_process, conf)
         script = SHELL_SCRIPT % {"keep": "--keep" in sys.argv}
         done = subprocess.run(ws.odoo_cmd(conf, "-d", run_cmd.MANAGER_DB, "--no-http",
@@ -64,8 +57,6 @@ def main():
         print("\n".join(lines) or done.stderr[-3000:])
         return 0 if lines and all('"state": "configuring"' in ln for ln in lines
                                   if ln.startswith("RESULT")) else 1
-    finally:
-        ws.close()
 
 
 if __name__ == "__main__":
