@@ -21,15 +21,20 @@ from dev_workspace import workspace  # noqa: E402
 
 SHELL_SCRIPT = """
 import json
+import time
 keep = %(keep)r
 for code in ("restaurant", "ecommerce", "services"):
     template = env.ref("saas_manager.template_" + code)
     if template.state != "draft":
         print("SKIP", code, template.state)
         continue
-    template.write({"state": "building", "build_mode": "install"})
-    template._build()
+    template.write({"state": "building", "build_mode": "install", "build_pid": False})
+    template._build_step()  # starts the detached build process
     env.cr.commit()
+    while template.state == "building":
+        time.sleep(2)
+        template._build_step()  # collects it once it ended
+        env.cr.commit()
     print("RESULT " + json.dumps({
         "code": code, "state": template.state, "seconds": round(template.build_seconds, 1),
         "size_mb": round(template.size_mb, 1),

@@ -1,19 +1,12 @@
-import logging
-import os
 import re
-import sys
-import time
 
 import psycopg2
 
 from odoo import api, fields, models, sql_db
 from odoo.exceptions import UserError, ValidationError
 from odoo.modules.registry import Registry
-from odoo.tools import config
 
-from ..engine import customize, filestore, naming, odoo_process, pg
-
-_logger = logging.getLogger(__name__)
+from ..engine import filestore, naming, pg
 
 MODULE_NAME_RE = re.compile(r"^[a-z0-9_]+$")
 CODE_RE = re.compile(r"^[a-z0-9_-]+$")
@@ -268,24 +261,6 @@ class SaasTemplate(models.Model):
         self._drop_database()
         return made.dump_path
 
-    # -- build and refresh ---------------------------------------------------------
-    def action_build(self):
-        """Create Template DB: queued; a cron runs Odoo as a separate process."""
-        self.check_access("write")
-        for template in self:
-            if template.state not in ("draft", "error"):
-                raise UserError(self.env._("%(name)s is already built.", name=template.name))
-        self._queue_build("install")
-        return True
-
-    def action_refresh(self):
-        """Update the template's modules (-u) and re-read what the database holds."""
-        self.check_access("write")
-        if self.filtered(lambda t: t.state != "configuring"):
-            raise UserError(self.env._("Unlock the template before refreshing it."))
-        self._queue_build("update")
-        return True
-
     def action_open_database(self):
         """Open the template database in the browser, where the routing mode serves it."""
         self.ensure_one()
@@ -307,115 +282,6 @@ class SaasTemplate(models.Model):
             "template databases like hosts (e.g. tpl-%(code)s.example.com with dbfilter ^%%h$, "
             "or tpl-%(code)s with ^%%d$): see CONFIGURATION.md, Templates.",
             db=name, code=self.code))
-
-    def _queue_build(self, mode):
-        self.sudo().write({"state": "building", "build_mode": mode, "build_log": False})
-        self.env.ref("saas_manager.ir_cron_saas_template_build").sudo()._trigger()
-
-    @api.model
-    def _cron_build(self):
-        """Build or update queued templates, one Odoo process at a time."""
-        for template in self.sudo().search([("state", "=", "building")], order="id"):
-            template._build()
-            self.env["saas.instance"]._commit()
-        return True
-
-    def _build(self):
-        """Run the separate Odoo process; success -> ready to configure, else error."""
-        self.ensure_one()
-        start = time.perf_counter()
-        created = False  # only a database created by this very build may be dropped
-        try:
-            if self.build_mode == "install":
-                self._build_prepare()
-                created = True
-            else:
-                self._check_database_exists()
-            log_text = self._build_run()
-            if self.build_mode == "install":
-                self._set_admin_password()
-            self._refresh_info()
-        except Exception as exc:  # any failure: shown, and a half-built database removed
-            self._build_failed(exc, created)
-            return False
-        self.sudo().write({"state": "configuring", "build_seconds": time.perf_counter() - start,
-                           "build_log": odoo_process.tail(log_text),
-                           "built_at": fields.Datetime.now()})
-        return True
-
-    def _check_database_exists(self):
-        """An update (-u) of a missing database would let Odoo create an empty one."""
-        with pg.maintenance(self._saas_pg_params()) as conn:
-            if not pg.exists(conn, self.database_name):
-                raise UserError(self.env._(
-                    "The database %(db)s does not exist: build the template again.",
-                    db=self.database_name))
-
-    def _build_prepare(self):
-        """Record (committed) that this template creates its database, before it does.
-
-        A database found under that name was created by an earlier build of
-        this template only if the ownership was already recorded (it is
-        recorded after checking the name is free): that attempt was interrupted
-        (worker killed, server restart), so its half-built database is removed
-        and the build starts clean.  Any other database is left untouched.
-        """
-        with pg.maintenance(self._saas_pg_params()) as conn:
-            exists = pg.exists(conn, self.database_name)
-        if exists and not self.database_owned:
-            raise UserError(self.env._(
-                "A database named %(db)s already exists and was not built by SaaS "
-                "Manager: it is left untouched.", db=self.database_name))
-        if exists:
-            _logger.info("Template %s: removing %s, left by an interrupted build",
-                         self.code, self.database_name)
-            self._drop_database()
-        self.sudo().database_owned = True
-        self.env["saas.instance"]._commit()
-
-    def _build_run(self):
-        if not config.rcfile or not os.path.isfile(config.rcfile):
-            raise UserError(self.env._(
-                "Templates are built by a separate Odoo process that needs the server's "
-                "configuration file: start Odoo with -c odoo.conf."))
-        logdir = os.path.join(config["data_dir"], "saas_manager", "logs")
-        os.makedirs(logdir, exist_ok=True)
-        logfile = os.path.join(logdir, "template-%s.log" % self.code)
-        if os.path.exists(logfile):
-            os.remove(logfile)
-        args = odoo_process.command(
-            sys.executable, sys.argv[0], config.rcfile, self.database_name,
-            self.module_list() or ["base"], update=self.build_mode == "update",
-            demo=self.with_demo, lang=self.lang, logfile=logfile)
-        status = odoo_process.run(args)
-        log_text = ""
-        if os.path.exists(logfile):
-            with open(logfile, encoding="utf-8", errors="replace") as handle:
-                log_text = handle.read()
-        problem = odoo_process.first_problem(log_text)
-        if status or problem:
-            raise UserError(self.env._("The Odoo build process failed (exit %(code)s): %(why)s",
-                                       code=status, why=problem or odoo_process.tail(log_text,
-                                                                                     500)))
-        missing = set(self.module_list()) - set(self._read_installed_modules())
-        if missing:
-            raise UserError(self.env._(
-                "Not installed after the build: %(names)s. Odoo said: %(why)s",
-                names=", ".join(sorted(missing)),
-                why=odoo_process.first_problem(log_text, ("WARNING", "ERROR")) or "-"))
-        return log_text
-
-    def _set_admin_password(self):
-        """A generated administrator password, hashed as Odoo does, stored encrypted."""
-        password = customize.new_password()
-        hashed = self.env["res.users"]._crypt_context().hash(password)
-        with self._template_cursor() as cr:
-            cr.execute("UPDATE res_users SET password = %s WHERE login = %s",
-                       (hashed, self.admin_login))
-            if cr.rowcount != 1:
-                raise UserError(self.env._("No user %(login)s in the template.",
-                                           login=self.admin_login))
-        self.sudo().admin_password = password
 
     def _template_cursor(self):
         return _TemplateCursor(self.database_name, self._saas_pg_params())
@@ -440,14 +306,6 @@ class SaasTemplate(models.Model):
                 values["odoo_version"] = row and row[0]
             values["installed_modules"] = ", ".join(self._read_installed_modules())
         self.sudo().write(values)
-
-    def _build_failed(self, exc, created):
-        _logger.error("Building template %s (%s) failed: %s", self.code, self.database_name, exc)
-        if created:
-            self._drop_database()
-        self.sudo().write({"state": "error" if self.build_mode == "install" else "configuring",
-                           "build_log": str(exc)})
-        self.message_post(body=self.env._("Template build failed: %(error)s", error=str(exc)))
 
     def _drop_database(self):
         """Drop the template database and filestore (only ever one built here)."""

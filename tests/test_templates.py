@@ -1,5 +1,7 @@
 import os
 import shutil
+import signal
+import time
 import uuid
 
 import psycopg2
@@ -10,9 +12,9 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
-from ..engine import pg
+from ..engine import odoo_process, pg
 
-TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template"
+TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template_build"
 
 
 @tagged("post_install", "-at_install")
@@ -39,6 +41,14 @@ class TestTemplateLifecycle(TransactionCase):
             "name": "T %s" % name, "code": name[-8:], "database_name": name,
             "module_names": modules})
 
+    def build(self, template, timeout=900):
+        """Run the build cron until the build ended, as its own re-triggers would."""
+        deadline = time.monotonic() + timeout
+        self.env["saas.template"]._cron_build()
+        while template.state == "building" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            self.env["saas.template"]._cron_build()
+
     def exists(self, name):
         with pg.maintenance(self.pg_params) as conn:
             return pg.exists(conn, name)
@@ -47,7 +57,7 @@ class TestTemplateLifecycle(TransactionCase):
         template = self.new_template("base,mail")
         template.action_build()
         self.assertEqual(template.state, "building", "queued, not built in the request")
-        self.env["saas.template"]._cron_build()
+        self.build(template)
         self.assertEqual(template.state, "configuring", template.build_log)
         self.assertTrue(self.exists(template.database_name))
         self.assertIn("mail", template.installed_modules.split(", "))
@@ -75,7 +85,7 @@ class TestTemplateLifecycle(TransactionCase):
         template.action_unlock()
         self.assertEqual(template.state, "configuring")
         template.action_refresh()
-        self.env["saas.template"]._cron_build()
+        self.build(template)
         self.assertEqual(template.state, "configuring", template.build_log)
         self.assertIn("base", template.installed_modules.split(", "))
 
@@ -96,7 +106,7 @@ class TestTemplateLifecycle(TransactionCase):
         template = self.new_template("base,no_such_module_xyz")
         template.action_build()
         with mute_logger(TEMPLATE_LOGGER):
-            self.env["saas.template"]._cron_build()
+            self.build(template)
         self.assertEqual(template.state, "error")
         self.assertIn("no_such_module_xyz", template.build_log)
         self.assertFalse(self.exists(template.database_name))
@@ -108,16 +118,68 @@ class TestTemplateLifecycle(TransactionCase):
             cr.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(
                 template.database_name)))  # what a killed build leaves behind
         template.write({"state": "building", "build_mode": "install", "database_owned": True})
-        self.env["saas.template"]._cron_build()
+        self.build(template)
         self.assertEqual(template.state, "configuring", template.build_log)
         self.assertIn("base", template.installed_modules.split(", "))
+
+    def test_build_runs_detached_and_is_collected_by_a_later_run(self):
+        """The cron starts the process and returns; the process outlives the cron run
+        (as it outlives a killed worker) and a later run collects it."""
+        template = self.new_template("base")
+        template.action_build()
+        self.env["saas.template"]._cron_build()
+        self.assertEqual(template.state, "building", "the cron did not wait")
+        paths = template._build_paths()
+        self.assertTrue(odoo_process.is_running(template.build_pid, paths["status"]))
+        self.assertNotEqual(os.getpgid(template.build_pid), os.getpgid(0), "own session")
+        self.build(template)
+        self.assertEqual(template.state, "configuring", template.build_log)
+        self.assertFalse(template.build_pid)
+
+    def test_cancel_stops_the_process_and_removes_the_database(self):
+        template = self.new_template("base,mail")
+        template.action_build()
+        self.env["saas.template"]._cron_build()
+        pid, status = template.build_pid, template._build_paths()["status"]
+        with mute_logger(TEMPLATE_LOGGER):
+            template.action_cancel_build()
+        self.assertEqual(template.state, "error")
+        self.assertIn("Cancelled", template.build_log)
+        deadline = time.monotonic() + 30
+        while odoo_process.is_running(pid, status) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertFalse(odoo_process.is_running(pid, status), "nothing runs unowned")
+        self.assertFalse(self.exists(template.database_name))
+
+    def test_a_vanished_build_process_fails_cleanly(self):
+        """Killed with its whole group (as a reboot would), the build ends in error on
+        the next run and its half-built database is removed."""
+        template = self.new_template("base")
+        template.action_build()
+        self.env["saas.template"]._cron_build()
+        os.killpg(template.build_pid, signal.SIGKILL)
+        with mute_logger(TEMPLATE_LOGGER):
+            self.build(template)
+        self.assertEqual(template.state, "error")
+        self.assertIn("without a status", template.build_log)
+        self.assertFalse(self.exists(template.database_name))
+        self.assertFalse(template.database_owned)
+
+    def test_child_gets_the_server_options_not_only_the_config_file(self):
+        python, launcher, _rcfile, options, env = self.env["saas.template"]._saas_odoo_child()
+        args = odoo_process.command(python, launcher, None, "db", ["base"], options=options)
+        self.assertIn("--addons-path=%s" % config["addons_path"], args)
+        self.assertIn("--data-dir=%s" % config["data_dir"], args)
+        self.assertIn("--db_port=%s" % config["db_port"], args)
+        self.assertFalse([arg for arg in args if "password" in arg], "never on the command line")
+        self.assertEqual(bool(env.get("PGPASSWORD")), bool(config.get("db_password")))
 
     def test_refresh_of_a_missing_database_creates_nothing(self):
         template = self.new_template("base")
         template.write({"state": "configuring", "database_owned": True})
         template.action_refresh()
         with mute_logger(TEMPLATE_LOGGER):
-            self.env["saas.template"]._cron_build()
+            self.build(template)
         self.assertEqual(template.state, "configuring")
         self.assertIn("does not exist", template.build_log)
         self.assertFalse(self.exists(template.database_name), "Odoo did not create it")
@@ -128,7 +190,7 @@ class TestTemplateLifecycle(TransactionCase):
             cr.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template.database_name)))
         template.action_build()
         with mute_logger(TEMPLATE_LOGGER):
-            self.env["saas.template"]._cron_build()
+            self.build(template)
         self.assertEqual(template.state, "error")
         self.assertIn("already exists", template.build_log)
         self.assertTrue(self.exists(template.database_name))

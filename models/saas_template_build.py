@@ -1,0 +1,213 @@
+"""Template builds and refreshes: a detached Odoo process, started and collected by a cron.
+
+A build of a vertical template takes minutes, more than a cron worker's time
+limit allows, so the cron never waits for it: one run starts the process
+(detached, see :mod:`..engine.odoo_process`) and records its pid, later runs
+(every few seconds while a build is running, and after a restart) collect
+its status.  A build is stopped by "Cancel Build" or after
+``saas_build_timeout`` seconds, and one whose process vanished (killed, the
+machine restarted) fails cleanly: nothing runs that no record owns.
+"""
+
+import logging
+import os
+from datetime import timedelta
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+
+from ..engine import customize, odoo_process, pg
+from .saas_template import PROTECTED_FIELDS
+
+_logger = logging.getLogger(__name__)
+
+#: How soon the cron looks again at a running build.
+BUILD_POLL_SECONDS = 5
+
+
+class SaasTemplate(models.Model):
+    _inherit = "saas.template"
+    _saas_protected_fields = PROTECTED_FIELDS | {"build_pid", "build_started_at"}
+
+    build_pid = fields.Integer(
+        string="Build Process", readonly=True, copy=False, groups="saas_manager.group_saas_user",
+        help="The detached Odoo process building the template, while it runs.")
+    build_started_at = fields.Datetime(readonly=True, copy=False)
+
+    # -- actions -----------------------------------------------------------------
+    def action_build(self):
+        """Create Template DB: queued; a cron runs Odoo as a separate process."""
+        self.check_access("write")
+        for template in self:
+            if template.state not in ("draft", "error"):
+                raise UserError(self.env._("%(name)s is already built.", name=template.name))
+        self._queue_build("install")
+        return True
+
+    def action_refresh(self):
+        """Update the template's modules (-u) and re-read what the database holds."""
+        self.check_access("write")
+        if self.filtered(lambda t: t.state != "configuring"):
+            raise UserError(self.env._("Unlock the template before refreshing it."))
+        self._queue_build("update")
+        return True
+
+    def action_cancel_build(self):
+        """Stop a running build; an install's half-built database is removed."""
+        self.check_access("write")
+        for template in self.sudo().filtered(lambda t: t.state == "building"):
+            template._build_failed(UserError(self.env._(
+                "Cancelled by %(user)s.", user=self.env.user.name)))
+        return True
+
+    def _queue_build(self, mode):
+        self.sudo().write({"state": "building", "build_mode": mode, "build_log": False,
+                           "build_pid": False})
+        self._build_cron()._trigger()
+
+    def _build_cron(self):
+        return self.env.ref("saas_manager.ir_cron_saas_template_build").sudo()
+
+    # -- the cron ----------------------------------------------------------------
+    @api.model
+    def _cron_build(self):
+        """Start queued builds and collect ended ones; never waits for a process."""
+        for template in self.sudo().search([("state", "=", "building")], order="id"):
+            template._build_step()
+            self.env["saas.instance"]._commit()
+        if self.sudo().search_count([("state", "=", "building")]):
+            self._build_cron()._trigger(
+                at=fields.Datetime.now() + timedelta(seconds=BUILD_POLL_SECONDS))
+        return True
+
+    def _build_step(self):
+        try:
+            if self.build_pid:
+                self._build_collect()
+            else:
+                self._build_start()
+        except Exception as exc:  # any failure: shown, and a half-built database removed
+            self._build_failed(exc)
+
+    def _build_start(self):
+        if self.build_mode == "install":
+            self._build_prepare()
+        else:
+            self._check_database_exists()
+        paths = self._build_paths()
+        python, launcher, rcfile, options, env = self._saas_odoo_child()
+        args = odoo_process.command(
+            python, launcher, rcfile, self.database_name,
+            self.module_list() or ["base"], update=self.build_mode == "update",
+            demo=self.with_demo, lang=self.lang, logfile=paths["log"], options=options)
+        try:
+            pid = odoo_process.start(args, paths["status"], env=env)
+        except odoo_process.OdooProcessError as exc:
+            raise UserError(str(exc)) from exc
+        self.sudo().write({"build_pid": pid, "build_started_at": fields.Datetime.now()})
+        _logger.info("Template %s: build process %s started", self.code, pid)
+
+    def _build_collect(self):
+        """Look at the running process: wait, stop it (too long), or finish the build."""
+        paths = self._build_paths()
+        status = odoo_process.poll(self.build_pid, paths["status"])
+        elapsed = (fields.Datetime.now() - self.build_started_at).total_seconds()
+        if status == odoo_process.RUNNING:
+            if elapsed > self._saas_build_timeout():
+                raise UserError(self.env._("The build did not end within %(sec)s s: stopped.",
+                                           sec=self._saas_build_timeout()))
+            return
+        if status == odoo_process.LOST:
+            raise UserError(self.env._(
+                "The build process ended without a status (killed, or the server restarted "
+                "under it)."))
+        log_text = odoo_process.read_log(paths["log"], paths["status"])
+        self._build_check(status, log_text)
+        if self.build_mode == "install":
+            self._set_admin_password()
+        self._refresh_info()
+        self.sudo().write({"state": "configuring", "build_seconds": elapsed, "build_pid": False,
+                           "build_log": odoo_process.tail(log_text),
+                           "built_at": fields.Datetime.now()})
+
+    def _build_check(self, status, log_text):
+        """Fail on a non-zero exit, a fatal log line or a module not installed; report
+        the other ERROR lines in the chatter."""
+        fatal, others = odoo_process.problems(log_text)
+        if status or fatal:
+            raise UserError(self.env._(
+                "The Odoo build process failed (exit %(code)s): %(why)s", code=status,
+                why=fatal[0] if fatal else odoo_process.tail(log_text, 500)))
+        missing = set(self.module_list()) - set(self._read_installed_modules())
+        if missing:
+            raise UserError(self.env._(
+                "Not installed after the build: %(names)s. Odoo said: %(why)s",
+                names=", ".join(sorted(missing)),
+                why=odoo_process.first_problem(log_text, ("WARNING", "ERROR")) or "-"))
+        if others:
+            self.message_post(body=self.env._(
+                "The build logged errors that did not fail it: %(errors)s",
+                errors="; ".join(others[:5])))
+
+    def _build_failed(self, exc):
+        """Stop the process if it still runs; remove a database this install created."""
+        _logger.error("Building template %s (%s) failed: %s", self.code, self.database_name, exc)
+        paths, log_text = self._build_paths(), ""
+        if self.build_pid:
+            odoo_process.stop(self.build_pid, paths["status"])
+            log_text = odoo_process.tail(odoo_process.read_log(paths["log"], paths["status"]),
+                                         3000)
+        if self.build_mode == "install" and self.database_owned:
+            self._drop_database()
+        self.sudo().write({"state": "error" if self.build_mode == "install" else "configuring",
+                           "build_pid": False,
+                           "build_log": "%s\n\n%s" % (exc, log_text) if log_text else str(exc)})
+        self.message_post(body=self.env._("Template build failed: %(error)s", error=str(exc)))
+
+    def _build_paths(self):
+        folder = self._saas_log_dir()
+        return {"log": os.path.join(folder, "template-%s.log" % self.code),
+                "status": os.path.join(folder, "template-%s.status" % self.code)}
+
+    # -- steps -------------------------------------------------------------------
+    def _check_database_exists(self):
+        """An update (-u) of a missing database would let Odoo create an empty one."""
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if not pg.exists(conn, self.database_name):
+                raise UserError(self.env._(
+                    "The database %(db)s does not exist: build the template again.",
+                    db=self.database_name))
+
+    def _build_prepare(self):
+        """Record (committed) that this template creates its database, before it does.
+
+        A database found under that name was created by an earlier build of
+        this template only if the ownership was already recorded (it is
+        recorded after checking the name is free): that attempt was interrupted
+        (worker killed, server restart), so its half-built database is removed
+        and the build starts clean.  Any other database is left untouched.
+        """
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            exists = pg.exists(conn, self.database_name)
+        if exists and not self.database_owned:
+            raise UserError(self.env._(
+                "A database named %(db)s already exists and was not built by SaaS "
+                "Manager: it is left untouched.", db=self.database_name))
+        if exists:
+            _logger.info("Template %s: removing %s, left by an interrupted build",
+                         self.code, self.database_name)
+            self._drop_database()
+        self.sudo().database_owned = True
+        self.env["saas.instance"]._commit()
+
+    def _set_admin_password(self):
+        """A generated administrator password, hashed as Odoo does, stored encrypted."""
+        password = customize.new_password()
+        hashed = self.env["res.users"]._crypt_context().hash(password)
+        with self._template_cursor() as cr:
+            cr.execute("UPDATE res_users SET password = %s WHERE login = %s",
+                       (hashed, self.admin_login))
+            if cr.rowcount != 1:
+                raise UserError(self.env._("No user %(login)s in the template.",
+                                           login=self.admin_login))
+        self.sudo().admin_password = password

@@ -1,0 +1,43 @@
+"""Wake the cron workers right after the server starts, so interrupted work resumes.
+
+Odoo's cron workers sleep up to 60 to 70 s before their first look at the
+databases, so a provisioning or build interrupted by a restart would wait
+that long.  Loaded as a server-wide module (``server_wide_modules =
+base,web,saas_manager``, see CONFIGURATION.md), saas_manager's ``post_load``
+runs once in the main process at start: a few seconds later, once the
+workers listen, it sends the ``cron_trigger`` notification Odoo itself uses
+(``ir.cron._trigger``), and the workers run whatever is due: the provisioning
+and build crons of interrupted work are due (their trigger or next call is
+in the past).  Without the server-wide setting nothing breaks; the first
+resume then waits for the workers' first sleep.
+"""
+
+import logging
+import threading
+
+from odoo import sql_db
+from odoo.tools import config
+
+_logger = logging.getLogger(__name__)
+
+#: Seconds after the start: the second catches workers slow to start listening.
+WAKE_AFTER = (3, 10)
+_scheduled = []
+
+
+def post_load():
+    if _scheduled or config.get("stop_after_init") or not config.get("max_cron_threads"):
+        return
+    for delay in WAKE_AFTER:
+        timer = threading.Timer(delay, wake_cron_workers)
+        timer.daemon = True
+        timer.start()
+        _scheduled.append(timer)
+
+
+def wake_cron_workers():
+    try:
+        with sql_db.db_connect("postgres").cursor() as cr:
+            cr.execute("NOTIFY cron_trigger")
+    except Exception as exc:  # a failed wake-up only delays the crons to their own time
+        _logger.info("Could not wake the cron workers: %s", exc)
