@@ -28,10 +28,12 @@
         "wizards/saas_template_delete_views.xml",
         "wizards/saas_subscription_change_views.xml",
         "wizards/saas_instance_terminate_views.xml",
+        "views/saas_welcome_templates.xml",
         "views/saas_menus.xml",
     ],
     "assets": {
         "web.assets_tests": ["saas_manager/static/tests/tours/*.js"],
     },
     "application": True,
+    "post_load": "post_load",
 }

@@ -126,6 +126,16 @@ def clone(conn, template, target, *, owner_role=None, strategy=DEFAULT_STRATEGY,
             template, target, (exc.pgerror or str(exc)).strip())) from exc
 
 
+def rename(conn, name, new_name):
+    """``ALTER DATABASE name RENAME TO new_name`` (needs no connection to either)."""
+    try:
+        _execute(conn, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(name), sql.Identifier(new_name)))
+    except psycopg2.Error as exc:
+        raise PgError("Cannot rename %s to %s: %s" % (
+            name, new_name, (exc.pgerror or str(exc)).strip())) from exc
+
+
 def set_comment(conn, name, text):
     """Tag a database (``COMMENT ON DATABASE``), e.g. with who created it."""
     _execute(conn, sql.SQL("COMMENT ON DATABASE {} IS {}").format(

@@ -94,12 +94,43 @@ def hand_over_admin(cr, template_login, login, password_hash):
     from the first second, and Odoo's "your login changed" security mail (sent
     when the login is changed through the ORM) does not reach the customer.
     """
-    if not password_hash.startswith("$pbkdf2-"):
-        raise ValueError("not a pbkdf2 password hash")
+    _check_hash(password_hash)
     cr.execute("UPDATE res_users SET login = %s, password = %s WHERE login = %s",
                (login, password_hash, template_login))
     if cr.rowcount != 1:
         raise ValueError("the template has no user with login %r" % template_login)
+
+
+def lock_other_users(cr, login):
+    """Every user but the customer's administrator loses its password.
+
+    A template built with demo data has users with well-known passwords
+    (``demo``/``demo``, ``portal``/``portal``), and users created while the
+    operator configured a template have passwords the operator knows: in
+    every clone they would open the customer's database.  Their records stay
+    (data refers to them); the customer's administrator gives them a password
+    when they are wanted.  Returns how many were locked.
+    """
+    cr.execute("UPDATE res_users SET password = NULL WHERE login <> %s AND password IS NOT NULL",
+               (login,))
+    return cr.rowcount
+
+
+def _check_hash(password_hash):
+    """Only a hash reaches a client database: never a password in clear."""
+    if not password_hash.startswith("$pbkdf2-"):
+        raise ValueError("not a pbkdf2 password hash")
+
+
+def set_password(conn, login, password_hash):
+    """Give ``login`` of the client database behind ``conn`` a new password hash; commit."""
+    _check_hash(password_hash)
+    with conn.cursor() as cr:
+        cr.execute("UPDATE res_users SET password = %s WHERE login = %s AND active",
+                   (password_hash, login))
+        if cr.rowcount != 1:
+            raise ValueError("the database has no active user with login %r" % login)
+    conn.commit()
 
 
 def sanitize(conn, url, admin=None):
@@ -117,6 +148,7 @@ def sanitize(conn, url, admin=None):
         new_identity(cr, url)
         if admin:
             hand_over_admin(cr, *admin)
+            lock_other_users(cr, admin[1])
         for requirement, statement in STATEMENTS:
             if requirement in existing:
                 cr.execute(statement)

@@ -2,9 +2,13 @@ from . import saas_secret_mixin
 from . import saas_server_mixin
 from . import saas_lifecycle_mixin
 from . import saas_template
+from . import saas_template_build
 from . import saas_plan
 from . import saas_subscription
 from . import saas_instance
+from . import saas_instance_welcome
+from . import saas_access_link
+from . import saas_rate_limit
 from . import account_move
 from . import res_partner
 from . import res_config_settings

@@ -1,5 +1,5 @@
 from odoo import api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tools import config
 
 from ..engine import naming
@@ -54,8 +54,26 @@ class ResConfigSettings(models.TransientModel):
         "saas_health_alert_failures": ("saas.health_alert_failures", 3),
     }
 
+    def _saas_check_settings_access(self):
+        """Only settings administrators (the users ``execute()`` admits) reach the settings.
+
+        Odoo's own ``default_get``/``get_values``/``set_values`` never check their
+        caller and are public methods: over RPC, any internal user could read
+        every setting, or call ``set_values`` on an empty recordset and wipe
+        parameters (ours and other modules').  Checked before ``super()`` so the
+        core part is not reachable through these overrides either.
+        """
+        if not self.env.is_admin():
+            raise AccessError(self.env._("Only administrators can read or change the settings."))
+
+    @api.model
+    def default_get(self, fields):
+        self._saas_check_settings_access()  # it reads every config_parameter field
+        return super().default_get(fields)
+
     @api.model
     def get_values(self):
+        self._saas_check_settings_access()
         res = super().get_values()
         get = self.env["ir.config_parameter"].sudo().get_param
         for name, (key, default) in self._SAAS_TEXT_PARAMS.items():
@@ -64,6 +82,7 @@ class ResConfigSettings(models.TransientModel):
         return res
 
     def set_values(self):
+        self._saas_check_settings_access()
         result = super().set_values()
         set_param = self.env["ir.config_parameter"].sudo().set_param
         for name, (key, default) in self._SAAS_TEXT_PARAMS.items():

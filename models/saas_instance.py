@@ -1,5 +1,7 @@
 import logging
 import os
+import re
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,13 +29,16 @@ INSTANCE_STATES = [
 RENAMEABLE_STATES = ("draft", "failed")
 #: Provisioning steps, in order; each is a method ``_provision_<step>``.
 PROVISION_STEPS = ("clone", "filestore", "sanitize", "customize", "proxy")
+#: Where a clone is created before it is marked and renamed into place (instance id, random).
+PENDING_DATABASE = "saas_tmp_%d_%s"
+PENDING_DATABASE_RE = re.compile(r"saas_tmp_(\d+)_[0-9a-f]{8}")
 #: First key of the advisory locks that keep two cron workers off one instance.
 PROVISION_LOCK_KEY = 0x5AA5
 #: Written only by saas_manager's own code (as superuser), never by a user or RPC:
 #: they decide which database is created, dropped or served.
 PROTECTED_FIELDS = frozenset({
     "state", "owned_database", "database_name", "host", "url", "subdomain_released",
-    "admin_login", "admin_password_encrypted", "provision_step", "provision_timings",
+    "admin_login", "provision_step", "provision_timings",
     "provision_seconds", "last_error", "user_count", "storage_mb", "health_status",
     "health_checked_at", "health_response_ms", "template_revision", "template_built_at",
     "suspension_reason", "suspended_on", "terminated_on", "backup_dump_path",
@@ -68,8 +73,7 @@ class SaasInstance(models.Model):
 
     _name = "saas.instance"
     _description = "SaaS Instance"
-    _inherit = ["mail.thread", "mail.activity.mixin", "saas.secret.mixin", "saas.server.mixin",
-                "saas.lifecycle.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "saas.server.mixin", "saas.lifecycle.mixin"]
     _saas_protected_fields = PROTECTED_FIELDS
     _order = "create_date desc, id desc"
 
@@ -81,9 +85,11 @@ class SaasInstance(models.Model):
     subdomain = fields.Char(required=True, tracking=True, copy=False)
     subdomain_released = fields.Boolean(
         default=False, readonly=True, copy=False,
-        help="A terminated instance whose subdomain may be given to a new instance.")
+        help="A terminated instance whose subdomain may be given to a new instance.",
+        groups="saas_manager.group_saas_user")
     database_name = fields.Char(
-        compute="_compute_location", store=True, readonly=True, precompute=True, copy=False)
+        compute="_compute_location", store=True, readonly=True, precompute=True, copy=False,
+        groups="saas_manager.group_saas_user")
     host = fields.Char(compute="_compute_location", store=True, readonly=True, precompute=True)
     url = fields.Char(string="URL", compute="_compute_location", store=True, readonly=True,
                       precompute=True)
@@ -91,9 +97,11 @@ class SaasInstance(models.Model):
                                   ondelete="restrict")
     template_revision = fields.Integer(readonly=True, copy=False,
                                        help="Revision of the template this instance was cloned "
-                                            "from (incremented at each lock).")
+                                            "from (incremented at each lock).",
+                                            groups="saas_manager.group_saas_user")
     template_built_at = fields.Datetime(readonly=True, copy=False,
-                                        help="When that template revision was built.")
+                                        help="When that template revision was built.",
+                                        groups="saas_manager.group_saas_user")
     plan_id = fields.Many2one("saas.plan", required=True, tracking=True, ondelete="restrict")
     subscription_id = fields.Many2one(
         "saas.subscription", string="Current Subscription", copy=False, readonly=True,
@@ -110,11 +118,12 @@ class SaasInstance(models.Model):
         readonly=True, copy=False, groups="saas_manager.group_saas_user",
         help="Seconds spent in each provisioning step.")
     provision_seconds = fields.Float(string="Provisioning Time (s)", readonly=True, copy=False,
-                                     digits=(16, 2))
+                                     digits=(16, 2), groups="saas_manager.group_saas_user")
     last_error = fields.Text(readonly=True, copy=False, groups="saas_manager.group_saas_user")
     user_id = fields.Many2one("res.users", string="Responsible", tracking=True,
                               default=lambda self: self.env.user,
-                              help="Gets the health alerts of this instance.")
+                              help="Gets the health alerts of this instance.",
+                              groups="saas_manager.group_saas_user")
     suspension_reason = fields.Selection(SUSPENSION_REASONS, readonly=True, copy=False,
                                          tracking=True)
     suspended_on = fields.Datetime(readonly=True, copy=False)
@@ -126,9 +135,9 @@ class SaasInstance(models.Model):
     user_count = fields.Integer(string="Users Used", readonly=True, copy=False)
     user_limit = fields.Integer(related="plan_id.max_users", string="Users Allowed")
     database_mb = fields.Float(string="Database (MB)", readonly=True, copy=False,
-                               digits=(16, 1))
+                               digits=(16, 1), groups="saas_manager.group_saas_user")
     filestore_mb = fields.Float(string="Filestore (MB)", readonly=True, copy=False,
-                                digits=(16, 1))
+                                digits=(16, 1), groups="saas_manager.group_saas_user")
     storage_mb = fields.Float(string="Storage Used (MB)", readonly=True, copy=False,
                               digits=(16, 1), help="Database plus filestore.")
     storage_limit_gb = fields.Integer(related="plan_id.storage_gb", string="Storage Allowed (GB)")
@@ -139,12 +148,17 @@ class SaasInstance(models.Model):
     health_status = fields.Selection(
         [("unknown", "Unknown"), ("up", "Up"), ("down", "Down")],
         default="unknown", readonly=True, copy=False)
-    health_checked_at = fields.Datetime(string="Last Health Check", readonly=True, copy=False)
-    health_response_ms = fields.Integer(string="Response Time (ms)", readonly=True, copy=False)
-    health_failures = fields.Integer(string="Consecutive Failures", readonly=True, copy=False)
+    health_checked_at = fields.Datetime(string="Last Health Check", readonly=True, copy=False,
+                                        groups="saas_manager.group_saas_user")
+    health_response_ms = fields.Integer(string="Response Time (ms)", readonly=True, copy=False,
+                                        groups="saas_manager.group_saas_user")
+    health_failures = fields.Integer(string="Consecutive Failures", readonly=True, copy=False,
+                                     groups="saas_manager.group_saas_user")
     health_history = fields.Char(readonly=True, copy=False,
-                                 help="Last checks, oldest first: + up, - down.")
-    health_error = fields.Char(string="Last Health Error", readonly=True, copy=False)
+                                 help="Last checks, oldest first: + up, - down.",
+                                 groups="saas_manager.group_saas_user")
+    health_error = fields.Char(string="Last Health Error", readonly=True, copy=False,
+                               groups="saas_manager.group_saas_user")
     company_id = fields.Many2one("res.company", required=True, index=True,
                                  default=lambda self: self.env.company)
     custom_domain = fields.Char(
@@ -154,13 +168,10 @@ class SaasInstance(models.Model):
         readonly=True, copy=False, groups="saas_manager.group_saas_user",
         help="Recorded before the client database is created: the only database name "
              "saas_manager will ever drop for this instance.")
-    admin_login = fields.Char(string="Customer Admin Login", readonly=True, copy=False)
-    admin_password_encrypted = fields.Char(copy=False, groups="saas_manager.group_saas_manager")
-    admin_password = fields.Char(
-        string="Customer Admin Password", compute="_compute_admin_password",
-        compute_sudo=True,
-        groups="saas_manager.group_saas_manager",
-        help="Generated at provisioning, stored encrypted with the server's key.")
+    admin_login = fields.Char(
+        string="Customer Admin Login", readonly=True, copy=False,
+        help="The customer's administrator. Its password is never stored: the customer "
+             "chooses it through the single-use welcome link.")
 
     @api.depends("subdomain")
     def _compute_location(self):
@@ -175,11 +186,7 @@ class SaasInstance(models.Model):
                 host = database = False  # _check_subdomain reports the reason
             instance.host = host
             instance.database_name = database
-            instance.url = host and "https://%s" % host
-
-    @api.depends("admin_password_encrypted")
-    def _compute_admin_password(self):
-        self._decrypt_into("admin_password_encrypted", "admin_password")
+            instance.url = host and self._saas_instance_url(host)
 
     def _compute_subscription_count(self):
         counts = dict(self.env["saas.subscription"]._read_group(
@@ -354,6 +361,7 @@ class SaasInstance(models.Model):
             if not instance._provision_lock():
                 continue  # another worker has it
             try:
+                instance._refresh_snapshot()  # what the lock's previous holder committed
                 instance._provision()
                 self._commit()
                 done += 1
@@ -411,11 +419,14 @@ class SaasInstance(models.Model):
             self._provision_remove_proxy()
 
     def _provision_clone(self, run):
-        """CREATE DATABASE ... TEMPLATE, hidden from Odoo until sanitized.
+        """CREATE DATABASE ... TEMPLATE under a pending name, marked, then renamed into place.
 
-        The name is recorded as owned (committed) before the statement, and the
-        new database is tagged with this instance's marker: only a database
-        carrying that marker is ever dropped.
+        The pending name is unique and recorded as owned (committed) *before*
+        the statement, so a crash at any point leaves a database that is
+        recognisably this instance's: the pending one (marked or not, since
+        the crash may fall between the clone and its marker), or the renamed
+        one, which carries the marker from before the rename.  The clone is
+        hidden from Odoo (IS_TEMPLATE) until sanitized.
         """
         target = self._provision_names()["database"]
         template = self.template_id
@@ -426,23 +437,22 @@ class SaasInstance(models.Model):
             raise UserError(self.env._(
                 "A filestore for %(db)s already exists and was not created for this instance: "
                 "it is left untouched.", db=target))
+        pending = PENDING_DATABASE % (self.id, secrets.token_hex(4))
         with pg.maintenance(self._saas_pg_params()) as conn:
-            if pg.exists(conn, target):
+            if pg.exists(conn, target) or pg.exists(conn, pending):
                 raise UserError(self.env._(
                     "A database named %(db)s already exists and was not created for this "
                     "instance: it is left untouched.", db=target))
-            self._provision_mark_owned(target)
+            self._provision_mark_owned(pending)
+            run.undo.append(self._provision_remove_database)
             if pg.connections_allowed(conn, template.database_name):
                 pg.terminate_sessions(conn, template.database_name)
-            try:
-                pg.clone(conn, template.database_name, target, owner_role=self._saas_db_owner(),
-                         strategy=self._saas_param("saas.clone_strategy", pg.DEFAULT_STRATEGY),
-                         hidden=True)
-            except pg.PgError:
-                self._provision_mark_owned(False)  # nothing of ours exists under that name
-                raise
-            pg.set_comment(conn, target, self._owner_marker())
-            run.undo.append(self._provision_remove_database)
+            pg.clone(conn, template.database_name, pending, owner_role=self._saas_db_owner(),
+                     strategy=self._saas_param("saas.clone_strategy", pg.DEFAULT_STRATEGY),
+                     hidden=True)
+            pg.set_comment(conn, pending, self._owner_marker())
+            pg.rename(conn, pending, target)
+            self._provision_mark_owned(target)
         self.sudo().write({"template_revision": template.revision,
                            "template_built_at": template.built_at})
 
@@ -467,8 +477,7 @@ class SaasInstance(models.Model):
     def _provision_customize(self, run):
         """Company and customer administrator, over JSON-RPC through the serving Odoo."""
         login = self._admin_login()
-        self.sudo().write({"admin_login": login,
-                           "admin_password_encrypted": self._encrypt(run.password)})
+        self.sudo().admin_login = login
         partner = self.partner_id.commercial_partner_id
         client = customize.connect(self._provision_server_url(), self.host)
         timings = customize.customize(
@@ -551,28 +560,44 @@ class SaasInstance(models.Model):
         self._commit()
 
     def _provision_remove_database(self, commit=True):
-        """Drop the database recorded as owned, if it carries this instance's marker.
+        """Drop the database recorded as owned, if it is provably this instance's.
 
-        ``commit=False`` leaves the ownership change to the caller's transaction
-        (a cron step runs inside a savepoint, which a commit would end).
+        A final name must carry this instance's marker.  A pending name (see
+        :meth:`_provision_clone`) is dropped marked or not, and so is the
+        instance's final name when it carries the marker: the crash came after
+        the rename.  ``commit=False`` leaves the ownership change to the
+        caller's transaction (a cron step runs inside a savepoint, which a
+        commit would end).
         """
         name = self.sudo().owned_database
         if not name:
             return
-        Registry.delete(name)
-        sql_db.close_db(name)
+        pending = self._is_pending_database(name)
         with pg.maintenance(self._saas_pg_params()) as conn:
-            if pg.exists(conn, name):
-                if pg.comment(conn, name) != self._owner_marker():
-                    raise UserError(self.env._(
-                        "%(db)s does not carry this instance's marker: it is not dropped.",
-                        db=name))
-                pg.drop(conn, name)
-        filestore.remove_tree(self._saas_filestore(name))
+            self._drop_owned(conn, name, unmarked_ok=pending)
+            if pending and pg.comment(conn, self.database_name) == self._owner_marker():
+                self._drop_owned(conn, self.database_name)
+        if not pending:
+            filestore.remove_tree(self._saas_filestore(name))
         if commit:
             self._provision_mark_owned(False)
         else:
             self.sudo().owned_database = False
+
+    def _is_pending_database(self, name):
+        match = PENDING_DATABASE_RE.fullmatch(name)
+        return bool(match) and int(match.group(1)) == self.id
+
+    def _drop_owned(self, conn, name, unmarked_ok=False):
+        if not pg.exists(conn, name):
+            return
+        marker = pg.comment(conn, name)
+        if marker != self._owner_marker() and not (unmarked_ok and marker is None):
+            raise UserError(self.env._(
+                "%(db)s does not carry this instance's marker: it is not dropped.", db=name))
+        Registry.delete(name)
+        sql_db.close_db(name)
+        pg.drop(conn, name)
 
     def _provision_remove_proxy(self):
         settings = self._proxy_settings()
@@ -591,8 +616,7 @@ class SaasInstance(models.Model):
                 errors.append(str(undo_exc))
         message = str(exc) + ("\nCleanup problems: %s" % "; ".join(errors) if errors else "")
         self.sudo().write({"state": "failed", "last_error": message,
-                           "provision_timings": self._format_timings(timings),
-                           "admin_password_encrypted": False})
+                           "provision_timings": self._format_timings(timings)})
         self.message_post(body=self.env._("Provisioning failed at step %(step)s: %(error)s",
                                           step=self.provision_step, error=str(exc)))
 
@@ -602,20 +626,7 @@ class SaasInstance(models.Model):
                            "provision_seconds": sum(seconds for _step, seconds in timings)})
         self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
                                           url=self.url, sec=self.provision_seconds))
-        self._send_access()
-
-    def _send_access(self):
-        """E-mail the customer their access, password included, outside the chatter.
-
-        The mail is not attached to the instance (so its body, with the
-        password, is not kept in a message every SaaS user can read) and is
-        deleted once sent; the chatter only records that it was sent.
-        """
-        template = self.env.ref("saas_manager.mail_template_instance_ready")
-        template.send_mail(self.id, email_values={"model": False, "res_id": False,
-                                                  "auto_delete": True})
-        self.message_post(body=self.env._("Access details e-mailed to %(partner)s.",
-                                          partner=self.partner_id.display_name))
+        self._send_welcome()
 
     @staticmethod
     def _format_timings(timings):
@@ -729,7 +740,7 @@ class SaasInstance(models.Model):
         self.sudo().write({
             "state": "terminated", "terminated_on": fields.Datetime.now(),
             "backup_dump_path": made.dump_path, "backup_filestore_path": made.filestore_path,
-            "health_status": "unknown", "admin_password_encrypted": False})
+            "health_status": "unknown"})
         self.subscription_ids.filtered(
             lambda s: s.state not in ("draft", "terminated")).sudo().state = "terminated"
         self._notify("saas_manager.mail_template_instance_terminated")

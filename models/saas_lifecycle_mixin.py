@@ -55,6 +55,17 @@ class SaasLifecycleMixin(models.AbstractModel):
             # was done there must be recorded here before the next one starts.
             self.env.cr.commit()  # pylint: disable=invalid-commit
 
+    def _refresh_snapshot(self):
+        """Start a new transaction (outside tests) and forget the cache.
+
+        Odoo's cursors are REPEATABLE READ: a lock taken after the
+        transaction's first query does not make its reads fresh, so a runner
+        that waited for another would act on what it read before, and could
+        drop a database the other one just finished.
+        """
+        self._commit()
+        self.env.invalidate_all()
+
     @staticmethod
     def _testing():
         return getattr(threading.current_thread(), "testing", False)

@@ -31,9 +31,19 @@ class SaasSecretMixin(models.AbstractModel):
             raise UserError(str(exc)) from exc
 
     def _decrypt_into(self, token_field, clear_field):
-        """Compute helper: ``clear_field`` = decrypted ``token_field``, never raising."""
+        """Compute helper: ``clear_field`` = decrypted ``token_field``, never raising.
+
+        Only for the real user in the field's ``groups`` (``env.user`` stays the
+        caller under ``sudo()``): ``groups=`` guards reads, not attribute access,
+        so a mail template, composer or report rendered by anyone else would
+        otherwise compute the secret.
+        """
+        groups = [name.strip() for name in (self._fields[clear_field].groups or "").split(",")
+                  if name.strip()]
+        user = self.env.user
+        allowed = user._is_superuser() or not groups or any(map(user.has_group, groups))
         for record in self:
-            record[clear_field] = self._decrypt(record[token_field], strict=False)
+            record[clear_field] = allowed and self._decrypt(record[token_field], strict=False)
 
     def _decrypt(self, token, strict=True):
         """Decrypt ``token``; with ``strict=False`` an undecryptable token reads as

@@ -93,7 +93,8 @@ class SaasSubscription(models.Model):
     next_period = fields.Selection([("monthly", "Monthly"), ("yearly", "Yearly")],
                                    string="Period From Next Period", tracking=True, copy=False)
     notice_sent = fields.Char(readonly=True, copy=False,
-                              help="Last end-of-period notice sent: '<date>:<days>'.")
+                              help="Last end-of-period notice sent: '<date>:<days>'.",
+                              groups="saas_manager.group_saas_user")
     state = fields.Selection(SUBSCRIPTION_STATES, default="draft", required=True,
                              readonly=True, tracking=True, copy=False, index=True)
     currency_id = fields.Many2one(related="plan_id.currency_id", store=True)

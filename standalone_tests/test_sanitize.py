@@ -8,7 +8,8 @@ from engine import sanitize
 SCHEMA = """
 CREATE TABLE ir_config_parameter (id serial, key varchar UNIQUE, value text, create_uid int,
     create_date timestamp, write_uid int, write_date timestamp);
-CREATE TABLE res_users (id serial, login varchar, totp_secret varchar);
+CREATE TABLE res_users (id serial, login varchar, totp_secret varchar, password varchar,
+    active bool DEFAULT true);
 CREATE TABLE res_users_apikeys (id serial, key varchar);
 CREATE TABLE auth_totp_device (id serial, key varchar);
 CREATE TABLE ir_mail_server (id serial, smtp_user varchar, smtp_pass varchar, active bool);
@@ -17,7 +18,8 @@ INSERT INTO ir_config_parameter (key, value) VALUES
     ('database.create_date', '2020-01-01 00:00:00'), ('web.base.url', 'http://localhost:8069'),
     ('google_gmail_client_secret', 's1'), ('recaptcha_private_key', 's2'),
     ('database.enterprise_code', 'M123'), ('mail.catchall.domain', 'keep.example.com');
-INSERT INTO res_users (login, totp_secret) VALUES ('admin', 'TOTPSECRET');
+INSERT INTO res_users (login, totp_secret, password) VALUES ('admin', 'TOTPSECRET', 'tpl-hash'),
+    ('demo', NULL, 'demo-hash'), ('portal', NULL, 'portal-hash'), ('__system__', NULL, NULL);
 INSERT INTO res_users_apikeys (key) VALUES ('hash');
 INSERT INTO auth_totp_device (key) VALUES ('hash');
 INSERT INTO ir_mail_server (smtp_user, smtp_pass, active) VALUES ('u', 'p', true);
@@ -79,3 +81,25 @@ def test_bad_url_is_refused_before_any_change(clone, url):
     with pytest.raises(ValueError):
         sanitize.sanitize(clone, url)
     assert params(clone)["database.uuid"] == "tpl-uuid"
+
+
+def test_the_customer_admin_is_the_only_user_with_a_password(clone):
+    new_hash = "$pbkdf2-sha512$600000$salt$hash"
+    sanitize.sanitize(clone, "https://acme.example.com",
+                      admin=("admin", "owner@acme.test", new_hash))
+    with clone.cursor() as cr:
+        cr.execute("SELECT login, password FROM res_users ORDER BY id")
+        users = dict(cr.fetchall())
+    assert users == {"owner@acme.test": new_hash, "demo": None, "portal": None,
+                     "__system__": None}
+
+
+def test_set_password_writes_a_hash_for_an_active_user_only(clone):
+    new_hash = "$pbkdf2-sha512$600000$other$hash"
+    sanitize.set_password(clone, "demo", new_hash)
+    assert scalar(clone, "SELECT password FROM res_users WHERE login = 'demo'") == new_hash
+    with pytest.raises(ValueError):
+        sanitize.set_password(clone, "demo", "clear-text")
+    clone.rollback()
+    with pytest.raises(ValueError):
+        sanitize.set_password(clone, "nobody", new_hash)

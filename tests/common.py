@@ -53,6 +53,20 @@ class SaasCase(TransactionCase):
         self.assertRegex(str(caught.exception), regex)
 
 
+def assert_nowhere_in_database(case, cr, needles):
+    """Fail if any row of any table of ``cr``'s database contains one of ``needles``.
+
+    Read through the test's own cursor, so uncommitted rows count too (what a
+    ``pg_dump`` would hold once the transaction commits).
+    """
+    cr.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    for (table,) in cr.fetchall():
+        for needle in needles:
+            cr.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE strpos(t::text, %s) > 0")
+                       .format(sql.Identifier(table)), (needle,))
+            case.assertEqual(cr.fetchone()[0], 0, "%r found in table %s" % (needle, table))
+
+
 class InstanceDatabaseChecks:
     """What PostgreSQL says of an instance's database (``pg_params`` set by the case)."""
 
@@ -176,6 +190,12 @@ class ClonedTemplateCase(InstanceDatabaseChecks, HttpCase):
         with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
             cr.execute("SELECT datname FROM pg_database")
             return {row[0] for row in cr.fetchall()}
+
+    def set_customer_password(self, instance, password="Customer-pass-1"):
+        """Choose the customer's password as the customer does: through a welcome link."""
+        token = self.env["saas.access.link"]._issue(instance, "welcome", instance.admin_login)
+        self.env["saas.instance"]._saas_redeem_welcome(token, password)
+        return password
 
     def rpc_login(self, instance, login, password):
         client = customize.connect("http://127.0.0.1:%s" % config["http_port"], instance.host)

@@ -67,7 +67,8 @@ class TestLifecycleEffects(ClonedTemplateCase):
         instance.action_reactivate()
         self.assertEqual(instance.state, "active")
         self.assertServed(instance)  # served again after reactivation
-        client = self.rpc_login(instance, instance.admin_login, instance.admin_password)
+        client = self.rpc_login(instance, instance.admin_login,
+                                self.set_customer_password(instance))
         self.assertEqual(client.env.user.login, instance.admin_login)
 
     # -- termination ---------------------------------------------------------
@@ -108,7 +109,8 @@ class TestLifecycleEffects(ClonedTemplateCase):
     # -- usage and limits ----------------------------------------------------
     def test_usage_counts_only_active_internal_users_and_both_storage_parts(self):
         instance = self.live_instance()
-        client = self.rpc_login(instance, instance.admin_login, instance.admin_password)
+        client = self.rpc_login(instance, instance.admin_login,
+                                self.set_customer_password(instance))
         users = client.env["res.users"]
         users.create({"name": "Clerk", "login": "clerk@acme.test"})
         gone = users.create({"name": "Former", "login": "former@acme.test"})

@@ -50,21 +50,17 @@ class TestMailTemplates(SaasCase):
             with self.subTest(xmlid):
                 self.check_template(self.instance, xmlid, [self.customer.name])
 
-    def test_access_mail_keeps_the_password_out_of_the_chatter(self):
-        self.instance.sudo().admin_password_encrypted = self.instance._encrypt("S3cret-pass")
+    def test_welcome_mail_renders_the_link_in_the_customer_language(self):
         template = self.env.ref("saas_manager.mail_template_instance_ready")
         template.with_context(lang="fr_FR").subject = "[FR] " + template.subject
-        self.instance._send_access()
-        mail = self.env["mail.mail"].search([("subject", "like", "[FR] ")], order="id desc",
-                                            limit=1)
-        self.assertEqual(mail.recipient_ids, self.customer, "sent to the customer, in French")
-        self.assertIn("S3cret-pass", str(mail.body_html))
-        self.assertIn(self.instance.url, str(mail.body_html))
-        self.assertFalse(mail.model, "not attached to the instance's chatter")
-        self.assertTrue(mail.auto_delete)
-        bodies = " ".join(str(body) for body in self.instance.message_ids.mapped("body"))
-        self.assertNotIn("S3cret-pass", bodies)
-        self.assertIn("Access details e-mailed", bodies)
+        url = "https://manager.test/saas/welcome#" + "t" * 43
+        rendered = template.with_context(saas_welcome_url=url)._generate_template(
+            self.instance.ids, ("subject", "body_html"))[self.instance.id]
+        self.assertTrue(rendered["subject"].startswith("[FR] "))
+        self.assertIn(url, rendered["body_html"])
+        self.assertIn("owner@acme.test", rendered["body_html"])
+        plain = template._generate_template(self.instance.ids, ("body_html",))[self.instance.id]
+        self.assertNotIn("/saas/welcome", plain["body_html"], "no link without one issued")
 
     def test_subscription_templates(self):
         for xmlid in SUBSCRIPTION_TEMPLATES:

@@ -12,11 +12,12 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import tagged
 from odoo.tools import config, mute_logger
 
-from ..engine import pg, proxy
+from ..engine import customize, pg, proxy
 from ..models.saas_instance import PROVISION_STEPS, ProvisionRun
-from .common import ClonedTemplateCase
+from .common import ClonedTemplateCase, assert_nowhere_in_database
 
 INSTANCE_LOGGER = "odoo.addons.saas_manager.models.saas_instance"
+real_new_password = customize.new_password
 
 
 @tagged("post_install", "-at_install")
@@ -60,7 +61,7 @@ class TestProvisioning(ClonedTemplateCase):
             self.assertIn(step, instance.provision_timings)
         self.assertGreater(instance.provision_seconds, 0)
 
-        client = self.rpc_login(instance, "owner@acme.test", instance.admin_password)
+        client = self.rpc_login(instance, "owner@acme.test", self.set_customer_password(instance))
         user = client.env.user
         self.assertEqual(user.login, "owner@acme.test")
         self.assertEqual(user.company_id.name, "Acme Test")
@@ -71,12 +72,23 @@ class TestProvisioning(ClonedTemplateCase):
         with self.assertRaises(odoorpc.error.RPCError):
             self.rpc_login(instance, "admin", "admin")
 
-    def test_password_is_stored_encrypted(self):
+    def test_no_password_or_live_link_is_stored(self):
+        """The generated password lives in memory only, and the welcome link's token is
+        nowhere in the manager's database once the mail went out."""
+        generated = []
+
+        def new_password():
+            generated.append(real_new_password())
+            return generated[-1]
+
         instance = self.new_instance()
         instance.action_provision()
-        self.env["saas.instance"]._cron_provision()
-        self.assertTrue(instance.admin_password_encrypted.startswith("gAAAA"))
-        self.assertNotIn(instance.admin_password, instance.admin_password_encrypted)
+        with patch.object(customize, "new_password", new_password):
+            self.env["saas.instance"]._cron_provision()
+        self.assertEqual(instance.state, "active", instance.last_error)
+        self.assertEqual(len(generated), 1)
+        assert_nowhere_in_database(self, self.env.cr, [generated[0], "/saas/welcome#"])
+        self.assertIn("Welcome link e-mailed", str(instance.message_ids[0].body))
 
     # -- failures -------------------------------------------------------------------
     def test_failure_at_each_step_leaves_nothing(self):

@@ -30,9 +30,10 @@ def new_fernet_key():
 
 
 def write_conf(
-    path, *, odoo, addons_dir, data_dir, pg, http_port, routing="host", workers=0, dbfilter=None
+    path, *, odoo, addons_dir, data_dir, pg, http_port, routing="host", workers=0, dbfilter=None,
+    extra=None,
 ):
-    """Write the config and return it as a dict of options."""
+    """Write the config and return it as a dict of options (``extra``: more options)."""
     parser = _read(path)
     opts = parser["options"]
     opts.setdefault("admin_passwd", secrets.token_urlsafe(24))
@@ -56,6 +57,7 @@ def write_conf(
             "max_cron_threads": "1",
             "without_demo": "all",
             "log_level": "info",
+            **(extra or {}),
         }
     )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -152,8 +152,9 @@ def provision_demo(ws, conf, port):
     if demo["state"] != "active":
         ws.say("demo: provisioning ended in state %s: %s" % (demo["state"], demo["error"]))
         return
-    ws.say("demo instance ready (%.2f s): http://%s:%d/odoo  login %s  password %s" % (
-        demo["seconds"] or 0, demo["host"], port, demo["login"], demo["password"]))
+    ws.say("demo instance ready (%.2f s): http://%s:%d/odoo  login %s; choose its password at "
+           "%s (single use)" % (demo["seconds"] or 0, demo["host"], port, demo["login"],
+                                demo["welcome_url"]))
 
 
 def serve(ws, conf, port):
@@ -215,6 +216,10 @@ def main(ws, run, port=8069, routing="host", workers=2):
             http_port=port,
             routing=routing,
             workers=workers,
+            # Instances are reached on this server's port, without TLS.
+            extra={"saas_instance_url_pattern": "http://{host}:%d" % port,
+                   # post_load wakes the cron workers at start (interrupted work resumes)
+                   "server_wide_modules": "base,web,saas_manager"},
         )
         for step in SETUP_STEPS:
             step(ws, run, conf)

@@ -178,10 +178,13 @@ def _tally_report(tally, report, returncode):
 
 
 #: Names the test suite gives the databases it creates (test database, template
-#: databases, clones under the tests' base domain "saas.test").  Only such
+#: databases, clones under the tests' base domain "saas.test", and clones still
+#: under their pending name, see saas_instance.PENDING_DATABASE).  Only such
 #: names are ever dropped by this tool, so a concurrent ./dev run or other
 #: databases on a shared server are safe.
-TEST_DATABASE_RE = re.compile(r"^(saas_test_\d+|saas_tpl_test_[0-9a-f]+|[a-z0-9-]+\.saas\.test)$")
+TEST_DATABASE_RE = re.compile(
+    r"^(saas_test_\d+|saas_tpl_test_[0-9a-f]+|[a-z0-9-]+\.saas\.test|saas_tmp_\d+_[0-9a-f]{8})$"
+)
 
 
 def _check_leftovers(ws, tally, expected):
