@@ -11,12 +11,13 @@ from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import pg
+from .common import ServerKeyCase
 
 TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template"
 
 
 @tagged("post_install", "-at_install")
-class TestTemplateLifecycle(TransactionCase):
+class TestTemplateLifecycle(ServerKeyCase, TransactionCase):
     """Build, lock, clone, unlock, refresh and drop a real template database."""
 
     def setUp(self):
