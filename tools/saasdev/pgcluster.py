@@ -31,6 +31,14 @@ PRIVATE_ROLE = "odoo"
 BOOTSTRAP_ROLE = "saas_bootstrap"
 #: Environment variable naming the bootstrap role to the standalone tests.
 BOOTSTRAP_ENV = "SAAS_DEV_PG_BOOTSTRAP_USER"
+#: Run by the bootstrap role with psql (``role`` variable): Odoo's role as in production.
+ROLE_SQL = r"""
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') AS missing \gset
+\if :missing
+CREATE ROLE :"role";
+\endif
+ALTER ROLE :"role" WITH LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+"""
 
 
 @dataclass
@@ -146,7 +154,7 @@ def check_server(server, say):
         raise ToolError(
             "PostgreSQL (%s) refused the connection: %s" % (server.label(), reason.strip())
         )
-    may_create, is_superuser = (proc.stdout.strip().split("|") + ["", ""])[:2]
+    may_create, _, is_superuser = proc.stdout.strip().partition("|")
     if may_create != "t":
         raise ToolError(
             "PostgreSQL role %r may not create databases (needs CREATEDB)." % server.user
@@ -255,22 +263,14 @@ class PrivateCluster:
 
     def _ensure_odoo_role(self):
         """Odoo's role: LOGIN CREATEDB and nothing more (no superuser, no role admin)."""
-        port = self._saved_port()
-        exists = self._bootstrap_psql(
-            port, "SELECT 1 FROM pg_roles WHERE rolname = '%s'" % PRIVATE_ROLE)
-        verb = "ALTER" if exists else "CREATE"
-        self._bootstrap_psql(port, '%s ROLE "%s" WITH LOGIN CREATEDB NOSUPERUSER NOCREATEROLE '
-                                   "NOREPLICATION NOBYPASSRLS" % (verb, PRIVATE_ROLE))
-
-    def _bootstrap_psql(self, port, query):
         proc = subprocess.run(
-            [pg_binary("psql"), "-X", "-w", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-             "-p", str(port), "-U", BOOTSTRAP_ROLE, "-d", "postgres", "-c", query],
-            capture_output=True, text=True, check=False,
+            [pg_binary("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-v",
+             "role=" + PRIVATE_ROLE, "-h", "127.0.0.1", "-p", str(self._saved_port()),
+             "-U", BOOTSTRAP_ROLE, "-d", "postgres"],
+            input=ROLE_SQL, capture_output=True, text=True, check=False,
         )
         if proc.returncode:
             raise ToolError("setting up role %r failed: %s" % (PRIVATE_ROLE, proc.stderr.strip()))
-        return proc.stdout.strip()
 
     def is_running(self):
         return (
