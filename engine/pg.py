@@ -1,5 +1,9 @@
 """PostgreSQL operations on whole databases: exists, clone, drop, size, sessions, locks.
 
+Odoo's role is assumed to have ``CREATEDB`` only, as in production: it may end
+its own sessions, not another role's nor autovacuum's, so those are waited
+for briefly and, if they stay, named in the error (see :func:`terminate_sessions`).
+
 Every statement runs on its own autocommit connection to the maintenance
 database (``CREATE/DROP DATABASE`` cannot run inside a transaction, and must
 not run inside Odoo's request transaction either).  Every database or role
@@ -18,6 +22,7 @@ against 0.30 s), so it is the default; ``saas.clone_strategy`` overrides it
 import contextlib
 import os
 import subprocess
+import time
 
 import psycopg2
 from psycopg2 import sql
@@ -25,6 +30,11 @@ from psycopg2 import sql
 MAINTENANCE_DB = "postgres"
 STRATEGIES = ("FILE_COPY", "WAL_LOG")
 DEFAULT_STRATEGY = "WAL_LOG"
+#: Seconds :func:`terminate_sessions` waits for sessions it may not end (another
+#: role's, autovacuum's) to go away: as long as PostgreSQL's own DROP/CREATE
+#: DATABASE waits for other sessions.
+SESSION_WAIT = 5.0
+POLL_INTERVAL = 0.1
 
 
 class PgError(Exception):
@@ -74,11 +84,73 @@ def size(conn, name):
     return _fetch_one(conn, "SELECT pg_database_size(%s)", (name,))
 
 
-def terminate_sessions(conn, name):
-    """Terminate every other backend connected to ``name``; return how many."""
-    return _fetch_one(conn, """
-        SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = %s AND pid <> pg_backend_pid()""", (name,))
+def sessions(conn, name):
+    """The other sessions on ``name``: ``(pid, role, application, backend type)`` rows.
+
+    The role is ``None`` for autovacuum workers.
+    """
+    with conn.cursor() as cr:
+        cr.execute("""
+            SELECT pid, usename, application_name, backend_type FROM pg_stat_activity
+             WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY pid""", (name,))
+        return cr.fetchall()
+
+
+def _describe(rows):
+    """``pid 42 (role x, application psql, client backend)``, for the operator."""
+    return ", ".join("pid %s (%s)" % (pid, ", ".join(
+        [*(["role %s" % role] if role else []),
+         *(["application %s" % app] if app else []), kind or "backend"]))
+        for pid, role, app, kind in rows)
+
+
+def _end_allowed(conn, name, skip=()):
+    """``pg_terminate_backend`` on the sessions of ``name`` this role may end.
+
+    Without superuser, PostgreSQL lets a role end only non-superuser sessions
+    of roles whose privileges it has (its own), or any of them with
+    pg_signal_backend; autovacuum workers only a superuser may end.  Asking for
+    more aborts the whole statement, so the allowed sessions are selected
+    first (a MATERIALIZED CTE, evaluated before any termination).  ``skip``:
+    pids already ended.  Returns the pids ended.
+    """
+    with conn.cursor() as cr:
+        cr.execute("""
+            WITH me AS (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+            allowed AS MATERIALIZED (
+                SELECT a.pid FROM pg_stat_activity a
+                  LEFT JOIN pg_roles r ON r.oid = a.usesysid, me
+                 WHERE a.datname = %s AND a.pid <> pg_backend_pid()
+                   AND a.pid <> ALL(%s::int[])
+                   AND (me.rolsuper OR (r.oid IS NOT NULL AND NOT r.rolsuper AND (
+                        pg_has_role(r.oid, 'USAGE')
+                        OR pg_has_role('pg_signal_backend'::name, 'USAGE')))))
+            SELECT pid FROM allowed WHERE pg_terminate_backend(pid)""", (name, list(skip)))
+        return {row[0] for row in cr.fetchall()}
+
+
+def terminate_sessions(conn, name, wait=SESSION_WAIT):
+    """End every other session on ``name``; return how many this call ended.
+
+    Only the sessions this role may end are terminated (see
+    :func:`_end_allowed`); the others (another role's, an autovacuum worker,
+    usually done in a moment) are waited for, polling, up to ``wait`` seconds.
+    If some are still there, :class:`PgError` names them: the database is
+    not free, and the caller must not go on as if it were.
+    """
+    ended = set()
+    deadline = time.monotonic() + wait
+    while True:
+        ended |= _end_allowed(conn, name, skip=ended)  # also sessions opened meanwhile
+        left = sessions(conn, name)
+        if not left:
+            return len(ended)
+        if time.monotonic() >= deadline:
+            raise PgError(
+                "Cannot end every session on %s: still connected after %g s: %s. Role %s may "
+                "end only its own sessions; end these (or wait for them) and retry."
+                % (name, wait, _describe(left), _fetch_one(conn, "SELECT current_user")))
+        time.sleep(POLL_INTERVAL)
 
 
 def allow_connections(conn, name, allowed):
@@ -151,16 +223,25 @@ def drop(conn, name):
     """Drop ``name``, ending its sessions first; no error when it is absent.
 
     A database flagged as a template is unflagged first (PostgreSQL refuses
-    to drop templates).
+    to drop templates).  No ``WITH (FORCE)``: it aborts unless the role may
+    end *every* session, autovacuum's included, which only a superuser may.
+    The sessions this role may end are ended; a plain ``DROP DATABASE`` then
+    cancels autovacuum workers itself and waits up to 5 s for the ended
+    sessions to exit.  Another role's session makes it fail, and the error
+    names it.
     """
     try:
         if _fetch_one(conn, "SELECT datistemplate FROM pg_database WHERE datname = %s",
                       (name,)):
             mark_template(conn, name, False)
-        _execute(conn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        _end_allowed(conn, name)
+        _execute(conn, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
     except psycopg2.Error as exc:
-        raise PgError("Cannot drop %s: %s" % (name, (exc.pgerror or str(exc)).strip())) from exc
+        reason = (exc.pgerror or str(exc)).strip()
+        left = sessions(conn, name)
+        if left:
+            reason += "\nStill connected: %s." % _describe(left)
+        raise PgError("Cannot drop %s: %s" % (name, reason)) from exc
 
 
 def dump(params, name, path, pg_dump="pg_dump"):

@@ -443,10 +443,10 @@ class SaasInstance(models.Model):
                 raise UserError(self.env._(
                     "A database named %(db)s already exists and was not created for this "
                     "instance: it is left untouched.", db=target))
+            if pg.connections_allowed(conn, template.database_name):
+                pg.terminate_sessions(conn, template.database_name)  # fails before owning
             self._provision_mark_owned(pending)
             run.undo.append(self._provision_remove_database)
-            if pg.connections_allowed(conn, template.database_name):
-                pg.terminate_sessions(conn, template.database_name)
             pg.clone(conn, template.database_name, pending, owner_role=self._saas_db_owner(),
                      strategy=self._saas_param("saas.clone_strategy", pg.DEFAULT_STRATEGY),
                      hidden=True)
@@ -699,14 +699,25 @@ class SaasInstance(models.Model):
         self._notify("saas_manager.mail_template_instance_reactivated")
 
     def _set_connections(self, allowed):
+        """Allow or refuse connections; refusing also ends every session.
+
+        A session that cannot be ended (another role's) fails the suspension
+        and connections are allowed again: the instance stays active as it
+        was, rather than half blocked.
+        """
         name = self._owned_database_name()
+        if not allowed:
+            # Our own pooled connections close cleanly instead of being killed.
+            Registry.delete(name)
+            sql_db.close_db(name)
         with pg.maintenance(self._saas_pg_params()) as conn:
             pg.allow_connections(conn, name, allowed)
             if not allowed:
-                pg.terminate_sessions(conn, name)
-        if not allowed:
-            Registry.delete(name)
-            sql_db.close_db(name)
+                try:
+                    pg.terminate_sessions(conn, name)
+                except pg.PgError:
+                    pg.allow_connections(conn, name, True)
+                    raise
 
     def _owned_database_name(self):
         """The database of this instance, refusing one this module did not create."""
@@ -764,10 +775,11 @@ class SaasInstance(models.Model):
             flags = pg.connections_allowed(conn, name)
             pg.mark_template(conn, name, True)
             pg.allow_connections(conn, name, True)
-            pg.terminate_sessions(conn, name)
         Registry.delete(name)
         sql_db.close_db(name)
         try:
+            with pg.maintenance(params) as conn:
+                pg.terminate_sessions(conn, name)  # a session it cannot end stops it here
             made = self._saas_backup(name)  # stamped like create_date: see _earlier_backup
         except Exception:
             self._restore_flags(name, flags)

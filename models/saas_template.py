@@ -165,12 +165,20 @@ class SaasTemplate(models.Model):
         sql_db.close_db(self.database_name)
 
     def _saas_lock(self):
-        """Make the template cloneable and unservable: no sessions, no connections."""
+        """Make the template cloneable and unservable: no sessions, no connections.
+
+        A session that cannot be ended (another role's) fails the lock, and
+        connections are allowed again: the template stays as it was.
+        """
         self.ensure_one()
         self._saas_release_database()
         with pg.maintenance(self._saas_pg_params()) as conn:
             pg.allow_connections(conn, self.database_name, False)
-            pg.terminate_sessions(conn, self.database_name)
+            try:
+                pg.terminate_sessions(conn, self.database_name)
+            except pg.PgError:
+                pg.allow_connections(conn, self.database_name, True)
+                raise
             pg.mark_template(conn, self.database_name, True)
 
     def _saas_unlock(self):

@@ -37,6 +37,21 @@ def pg_params(pg_env):
     return params
 
 
+@pytest.fixture(scope="session")
+def bootstrap_params(pg_params):
+    """psycopg2 keywords for the private cluster's superuser (not Odoo's role).
+
+    Only ./dev's private cluster names one; on another server the tests that
+    need a second role are skipped.
+    """
+    from saasdev.pgcluster import BOOTSTRAP_ENV
+
+    user = os.environ.get(BOOTSTRAP_ENV)
+    if not user:
+        pytest.skip("no bootstrap role: the server is not ./dev's private cluster")
+    return dict(pg_params, user=user)
+
+
 @pytest.fixture
 def scratch_db(pg_params):
     """A factory of uniquely named databases, all dropped at the end of the test."""

@@ -33,7 +33,7 @@ def test_postgres_role_is_refused_up_front():
 def test_refused_role_is_one_line(pg_env):
     server = pgcluster.PgServer(pg_env["PGHOST"], int(pg_env["PGPORT"]), "no_such_role_x")
     with pytest.raises(ToolError) as info:
-        pgcluster.check_server(server)
+        pgcluster.check_server(server, print)
     assert "refused" in str(info.value)
     assert "no_such_role_x" in str(info.value)
     assert "\n" not in str(info.value)
@@ -41,7 +41,7 @@ def test_refused_role_is_one_line(pg_env):
 
 def test_server_from_environment_is_usable(pg_env):
     server = pgcluster.external_server(pg_env)
-    pgcluster.check_server(server)  # raises when the role cannot create databases
+    pgcluster.check_server(server, print)  # raises when the role cannot create databases
     assert server.port == int(pg_env["PGPORT"])
 
 

@@ -5,6 +5,7 @@ import sys
 import tempfile
 import uuid
 from contextlib import contextmanager
+from unittest.mock import patch
 
 import psycopg2
 from psycopg2 import sql
@@ -14,10 +15,23 @@ from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, TransactionCase, new_test_user
 from odoo.tools import config
 
-from ..engine import customize, pg
+from ..engine import customize, pg, vault
 
 
-class SaasCase(TransactionCase):
+class ServerKeyCase:
+    """A saas_manager_key of the test's own, whatever the server's configuration.
+
+    Secrets are encrypted under a key from odoo.conf, which a server running
+    the tests need not have; the key is set for the class's duration only.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.startClassPatcher(patch.dict(config.options, {"saas_manager_key": vault.new_key()}))
+
+
+class SaasCase(ServerKeyCase, TransactionCase):
     """Base domain set, one customer, and a user per SaaS group."""
 
     @classmethod
@@ -135,7 +149,7 @@ def build_template_database(name, modules="base"):
         raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
 
 
-class ClonedTemplateCase(InstanceDatabaseChecks, HttpCase):
+class ClonedTemplateCase(InstanceDatabaseChecks, ServerKeyCase, HttpCase):
     """A real template database (base only, built by a separate Odoo) to clone from,
     under the tests' base domain saas.test."""
 

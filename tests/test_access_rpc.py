@@ -2,6 +2,8 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tests.common import JsonRpcException
 from odoo.tools import mute_logger
 
+from .common import ServerKeyCase
+
 ACCESS_ERROR = "odoo.exceptions.AccessError"
 #: What a portal customer must not read of its own instance.
 INTERNAL_INSTANCE_FIELDS = (
@@ -20,7 +22,7 @@ CUSTOMER_INSTANCE_FIELDS = (
 
 
 @tagged("post_install", "-at_install")
-class TestAccessOverRpc(HttpCase):
+class TestAccessOverRpc(ServerKeyCase, HttpCase):
     """The access rules as a client sees them: real JSON-RPC through the test server."""
 
     @classmethod

@@ -13,12 +13,13 @@ from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import odoo_process, pg
+from .common import ServerKeyCase
 
 TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template_build"
 
 
 @tagged("post_install", "-at_install")
-class TestTemplateLifecycle(TransactionCase):
+class TestTemplateLifecycle(ServerKeyCase, TransactionCase):
     """Build, lock, clone, unlock, refresh and drop a real template database."""
 
     def setUp(self):

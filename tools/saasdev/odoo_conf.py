@@ -31,13 +31,20 @@ def new_fernet_key():
 
 def write_conf(
     path, *, odoo, addons_dir, data_dir, pg, http_port, routing="host", workers=0, dbfilter=None,
-    extra=None,
+    encryption_key=True, extra=None,
 ):
-    """Write the config and return it as a dict of options (``extra``: more options)."""
+    """Write the config and return it as a dict of options (``extra``: more options).
+
+    ``encryption_key=False`` leaves ``saas_manager_key`` out: the Odoo tests
+    run without one, as they must on any server, and set their own.
+    """
     parser = _read(path)
     opts = parser["options"]
     opts.setdefault("admin_passwd", secrets.token_urlsafe(24))
-    opts.setdefault("saas_manager_key", new_fernet_key())
+    if encryption_key:
+        opts.setdefault("saas_manager_key", new_fernet_key())
+    else:
+        parser.remove_option("options", "saas_manager_key")
     addons = [str(p) for p in odoo.addons_paths] + [str(addons_dir)]
     opts.update(
         {

@@ -6,6 +6,11 @@ owned by an unprivileged role (when the tool runs as root, the cluster runs as
 the ``postgres`` system user, since PostgreSQL refuses to run as root).  When
 standard ``PG*`` variables are set, that server is used instead and nothing is
 started.
+
+Odoo's role in the private cluster is a plain ``LOGIN CREATEDB`` role, as in
+production: a superuser would hide privilege bugs (ending other roles' or
+autovacuum's sessions).  The cluster's bootstrap superuser is a separate role
+that only this tool uses, to create Odoo's role.
 """
 
 import glob
@@ -22,6 +27,18 @@ from .errors import ToolError
 
 PG_ENV_VARS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 PRIVATE_ROLE = "odoo"
+#: The private cluster's superuser (initdb -U): the tool's own, never Odoo's.
+BOOTSTRAP_ROLE = "saas_bootstrap"
+#: Environment variable naming the bootstrap role to the standalone tests.
+BOOTSTRAP_ENV = "SAAS_DEV_PG_BOOTSTRAP_USER"
+#: Run by the bootstrap role with psql (``role`` variable): Odoo's role as in production.
+ROLE_SQL = r"""
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') AS missing \gset
+\if :missing
+CREATE ROLE :"role";
+\endif
+ALTER ROLE :"role" WITH LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+"""
 
 
 @dataclass
@@ -33,12 +50,16 @@ class PgServer:
     user: str
     password: str = ""
     private: bool = False
+    bootstrap_user: str = ""  # the private cluster's superuser, for the tool and its tests
 
     def env(self):
-        """libpq variables for child processes (tests, psql)."""
+        """libpq variables for child processes (tests, psql), plus the bootstrap
+        role's name for the standalone tests that need a second role."""
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user}
         if self.password:
             env["PGPASSWORD"] = self.password
+        if self.bootstrap_user:
+            env[BOOTSTRAP_ENV] = self.bootstrap_user
         return env
 
     def label(self):
@@ -111,9 +132,15 @@ def _port(value):
         raise ToolError("PGPORT=%r is not a port number" % value) from None
 
 
-def check_server(server):
-    """Fail in one line unless the role can log in and create databases."""
-    query = "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+def check_server(server, say):
+    """Fail in one line unless the role can log in and create databases.
+
+    A superuser role on an external server works but is reported: production
+    roles have only CREATEDB, and a superuser hides the module's privilege
+    mistakes.
+    """
+    query = ("SELECT rolcreatedb OR rolsuper, rolsuper FROM pg_roles "
+             "WHERE rolname = current_user")
     env = dict(os.environ, **server.env())
     proc = subprocess.run(
         [pg_binary("psql"), "-X", "-w", "-At", "-d", "postgres", "-c", query],
@@ -127,10 +154,14 @@ def check_server(server):
         raise ToolError(
             "PostgreSQL (%s) refused the connection: %s" % (server.label(), reason.strip())
         )
-    if proc.stdout.strip() != "t":
+    may_create, _, is_superuser = proc.stdout.strip().partition("|")
+    if may_create != "t":
         raise ToolError(
             "PostgreSQL role %r may not create databases (needs CREATEDB)." % server.user
         )
+    if is_superuser == "t" and not server.private:
+        say("postgresql: WARNING: role %r is a superuser; Odoo's role needs only CREATEDB "
+            "(tests pass, but privilege mistakes go unnoticed)" % server.user)
 
 
 class PrivateCluster:
@@ -142,7 +173,10 @@ class PrivateCluster:
         self.sockets = self.dir / "run"
         self.logfile = self.dir / "postgresql.log"
         self.portfile = self.dir / "port"
+        # Written after initdb: clusters without it made Odoo's role the superuser.
+        self.rolefile = self.dir / "bootstrap_role"
         self.started_here = False
+        self.recreated = False
         self.run_as = self._system_user()
 
     @staticmethod
@@ -201,12 +235,42 @@ class PrivateCluster:
             "-D",
             str(self.data),
             "-U",
-            PRIVATE_ROLE,
+            BOOTSTRAP_ROLE,
             "--auth=trust",
             "-E",
             "UTF8",
             "--locale=C.UTF-8",
         )
+        self.rolefile.write_text(BOOTSTRAP_ROLE + "\n")
+
+    def _made_with_odoo_superuser(self):
+        """A cluster of an earlier version of the tool: initdb -U odoo."""
+        try:
+            return self.rolefile.read_text().strip() != BOOTSTRAP_ROLE
+        except OSError:
+            return True
+
+    def _recreate(self, say):
+        """Replace an old cluster whose superuser is Odoo's role (its databases go)."""
+        say("postgresql: the private cluster in %s makes Odoo's role %r a superuser "
+            "(made by an earlier version of ./dev): recreating it; its databases are "
+            "dropped and rebuilt on demand" % (self.data, PRIVATE_ROLE))
+        if self.is_running():
+            self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
+        shutil.rmtree(self.data)
+        self.portfile.unlink(missing_ok=True)
+        self.recreated = True
+
+    def _ensure_odoo_role(self):
+        """Odoo's role: LOGIN CREATEDB and nothing more (no superuser, no role admin)."""
+        proc = subprocess.run(
+            [pg_binary("psql"), "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-v",
+             "role=" + PRIVATE_ROLE, "-h", "127.0.0.1", "-p", str(self._saved_port()),
+             "-U", BOOTSTRAP_ROLE, "-d", "postgres"],
+            input=ROLE_SQL, capture_output=True, text=True, check=False,
+        )
+        if proc.returncode:
+            raise ToolError("setting up role %r failed: %s" % (PRIVATE_ROLE, proc.stderr.strip()))
 
     def is_running(self):
         return (
@@ -223,13 +287,17 @@ class PrivateCluster:
     def ensure(self, say):
         """Start (or reuse) the cluster and return its :class:`PgServer`."""
         self._prepare_dirs()
+        if (self.data / "PG_VERSION").is_file() and self._made_with_odoo_superuser():
+            self._recreate(say)
         if not (self.data / "PG_VERSION").is_file():
             self._initdb(say)
         if self.is_running() and self._saved_port():
             say("postgresql: reusing the running private cluster")
         else:
             self._start(say)
-        return PgServer("127.0.0.1", self._saved_port(), PRIVATE_ROLE, private=True)
+        self._ensure_odoo_role()
+        return PgServer("127.0.0.1", self._saved_port(), PRIVATE_ROLE, private=True,
+                        bootstrap_user=BOOTSTRAP_ROLE)
 
     def _start(self, say):
         port = free_port(self._saved_port())
@@ -272,5 +340,5 @@ def server_for(env, state_dir, say, keep):
         server = cluster.ensure(say)
     else:
         say("postgresql: using %s" % server.label())
-    check_server(server)
+    check_server(server, say)
     return server

@@ -123,6 +123,7 @@ def run_odoo_suite(ws, run, tags=DEFAULT_TAGS):
         # Host routing as in production (clones are reached by their Host header),
         # plus the test database itself, which the test browser reaches by IP.
         dbfilter="^(%%h|%s)$" % database,
+        encryption_key=False,  # the tests set their own (tests/common.py)
     )
     logfile = ws.logs / ("%s.log" % database)
     drop_stale_test_databases(ws)

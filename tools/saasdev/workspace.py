@@ -7,6 +7,7 @@ link to the clone (see ``addons_dir``).
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,12 @@ class Workspace:
         self.python = Venv(self.repo, self.odoo, self.env).ensure(self.say)
         self.pg = pgcluster.server_for(self.env, self.local / "pg", self.say,
                                        keep=lambda cluster: setattr(self, "cluster", cluster))
+        filestores = self.data_dir / "filestore"
+        if self.cluster and self.cluster.recreated and filestores.is_dir():
+            # They belonged to the old cluster's databases; a new database must
+            # not find a stale filestore under its name (provisioning refuses it).
+            self.say("postgresql: removing the old cluster's filestores in %s" % filestores)
+            shutil.rmtree(filestores)
 
     def _link_addon(self):
         """Expose the clone under its module name, whatever the clone's folder is called."""
@@ -155,8 +162,17 @@ class Workspace:
         return set(rows.splitlines())
 
     def drop_database(self, name):
-        """Drop ``name`` (quoted by psql's :"var") and its filestore."""
-        self.psql('DROP DATABASE IF EXISTS :"db" WITH (FORCE);', params=[("db", name)])
+        """Drop ``name`` (quoted by psql's :"var") and its filestore.
+
+        Odoo's role may end only its own sessions: ``WITH (FORCE)`` would fail
+        on an autovacuum worker, which a plain ``DROP DATABASE`` cancels itself.
+        """
+        self.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = :'db' AND usename = current_user AND pid <> pg_backend_pid();"
+            '\nDROP DATABASE IF EXISTS :"db";',
+            params=[("db", name)],
+        )
         filestore = self.data_dir / "filestore" / name
         if filestore.is_dir():
             subprocess.run(["rm", "-rf", "--", str(filestore)], check=False)
