@@ -77,27 +77,27 @@ def _text(value, what):
     return value
 
 
+#: (test, reason) in the order they are tried: the first failing test names the problem.
+_LABEL_RULES = (
+    (bool, "empty label (two dots in a row, or a dot at the start or the end)"),
+    (lambda label: all(char.isprintable() and not char.isspace() for char in label),
+     "spaces, line breaks and control characters are not allowed"),
+    (str.isascii, "only ASCII letters a-z, digits and hyphens are allowed "
+                  "(internationalized names are not supported)"),
+    (lambda label: len(label) <= MAX_LABEL, "a label is at most %d characters" % MAX_LABEL),
+    (lambda label: label == label.lower(), "use lowercase letters"),
+    (_LABEL_CHARS_RE.fullmatch, "only lowercase letters a-z, digits and hyphens are allowed"),
+    (lambda label: not label.startswith("-") and not label.endswith("-"),
+     "a label cannot start or end with a hyphen"),
+    (lambda label: label[2:4] != "--",
+     "hyphens in the 3rd and 4th positions (as in xn--) are reserved for "
+     "internationalized names (RFC 5891)"),
+)
+
+
 def label_problem(label):
     """Why ``label`` is not a DNS label we accept, or ``None`` when it is one."""
-    if not label:
-        return "empty label (two dots in a row, or a dot at the start or the end)"
-    if any(not char.isprintable() or char.isspace() for char in label):
-        return "spaces, line breaks and control characters are not allowed"
-    if not label.isascii():
-        return ("only ASCII letters a-z, digits and hyphens are allowed "
-                "(internationalized names are not supported)")
-    if len(label) > MAX_LABEL:
-        return "a label is at most %d characters, not %d" % (MAX_LABEL, len(label))
-    if label != label.lower():
-        return "use lowercase letters"
-    if not _LABEL_CHARS_RE.fullmatch(label):
-        return "only lowercase letters a-z, digits and hyphens are allowed"
-    if label.startswith("-") or label.endswith("-"):
-        return "a label cannot start or end with a hyphen"
-    if label[2:4] == "--":
-        return ("hyphens in the 3rd and 4th positions (as in xn--) are reserved for "
-                "internationalized names (RFC 5891)")
-    return None
+    return next((reason for test, reason in _LABEL_RULES if not test(label)), None)
 
 
 def check_subdomain(label, reserved=()):

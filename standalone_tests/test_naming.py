@@ -191,7 +191,7 @@ def test_messages_name_the_problem_and_escape_the_input():
         "a.b": "without dots", "a" * 64: "at most 63", 5: "must be text, not int",
         "": "required",
     }
-    for label, expected in list(cases.items()) + [(["a"], "must be text, not list")]:
+    for label, expected in [*cases.items(), (["a"], "must be text, not list")]:
         with pytest.raises(naming.NamingError, match=expected) as caught:
             naming.check_subdomain(label)
         message = str(caught.value)
