@@ -266,12 +266,11 @@ class TestInstanceNaming(SaasCase):
                     "base.partner_admin").id,  # committed records only: other transactions
                 "template_id": self.template.id, "plan_id": self.plan.id}
         self.addCleanup(self.delete_committed, subdomain)
-        with self.registry.cursor() as cr_winner, self.registry.cursor() as cr_loser:
-            winner = api.Environment(cr_winner, SUPERUSER_ID, {})
+        with self.registry.cursor() as cr_loser:
             loser = api.Environment(cr_loser, SUPERUSER_ID, {})
             loser["saas.instance"].search_count([])  # the loser's snapshot starts here
-            winner["saas.instance"].create(vals)
-            cr_winner.commit()
+            with self.registry.cursor() as cr_winner:  # committed when the block ends
+                api.Environment(cr_winner, SUPERUSER_ID, {})["saas.instance"].create(vals)
             with mute_logger("odoo.sql_db"), self.assertRaises(ValidationError) as caught:
                 retrying(partial(loser["saas.instance"].create, vals), loser)
         self.assertRegex(str(caught.exception), "The operation cannot be completed: This "
@@ -279,7 +278,6 @@ class TestInstanceNaming(SaasCase):
         self.assertIsInstance(caught.exception.__cause__, IntegrityError)
 
     def delete_committed(self, subdomain):
-        with self.registry.cursor() as cr:
+        with self.registry.cursor() as cr:  # committed when the block ends
             api.Environment(cr, SUPERUSER_ID, {})["saas.instance"].search(
                 [("subdomain", "=", subdomain)]).unlink()
-            cr.commit()
