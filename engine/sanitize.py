@@ -140,7 +140,7 @@ def sanitize(conn, url, admin=None):
     given, is ``(template_login, customer_login, password_hash)`` for
     :func:`hand_over_admin`.
     """
-    if not re.match(r"^https?://[a-z0-9.-]+(:\d+)?$", url or ""):
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]+)?", url):
         raise ValueError("invalid instance URL %r" % url)
     applied = []
     with conn.cursor() as cr:

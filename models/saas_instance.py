@@ -239,7 +239,7 @@ class SaasInstance(models.Model):
         base_domain = self._saas_params()["base_domain"]
         for instance in self.filtered("custom_domain"):
             try:
-                naming.check_base_domain(instance.custom_domain)
+                naming.check_domain(instance.custom_domain, "custom domain")
             except naming.NamingError as exc:
                 raise ValidationError(str(exc)) from exc
             if base_domain and (instance.custom_domain == base_domain
@@ -274,29 +274,67 @@ class SaasInstance(models.Model):
                 "The subdomain %(sub)r is already used by instance %(name)s.",
                 sub=subdomain, name=clash.name))
 
+    #: Live names are unique, race-proof: the second of two concurrent creates waits for
+    #: the first and then fails on one of these.  They are EXCLUDE constraints (btree, =),
+    #: not partial unique indexes, because only a *constraint* named in _sql_constraints
+    #: gets its message shown: Odoo (odoo/service/model.py, _as_validation_error) maps a
+    #: violated constraint's name to that message, and a unique index's name is not one.
+    _sql_constraints = [
+        ("subdomain_live_excl",
+         "EXCLUDE USING btree (subdomain WITH =) WHERE (subdomain_released IS NOT TRUE)",
+         "This subdomain is already used by another instance (it was taken a moment ago)."),
+        ("database_name_live_excl",
+         "EXCLUDE USING btree (database_name WITH =) WHERE (subdomain_released IS NOT TRUE)",
+         "This database name is already used by another instance (it was taken a moment "
+         "ago)."),
+        ("custom_domain_live_excl",
+         "EXCLUDE USING btree (custom_domain WITH =) WHERE (state <> 'terminated')",
+         "This custom domain is already used by another instance."),
+    ]
+    #: The partial unique indexes that the constraints above replace (earlier versions).
+    _OLD_UNIQUE_INDEXES = ("saas_instance_subdomain_live_uniq",
+                           "saas_instance_database_name_live_uniq",
+                           "saas_instance_custom_domain_live_uniq")
+
     def init(self):
-        """Unique subdomain, database and custom domain among live instances, race-proof."""
+        """Drop the old partial unique indexes: the EXCLUDE constraints of
+        ``_sql_constraints`` (added by Odoo right after the models' init) replace them."""
         result = super().init()
-        self.env.cr.execute(SQL(
-            "CREATE UNIQUE INDEX IF NOT EXISTS saas_instance_custom_domain_live_uniq "
-            "ON saas_instance (custom_domain) WHERE state <> 'terminated'"))
-        for column in ("subdomain", "database_name"):
-            self.env.cr.execute(SQL(
-                "CREATE UNIQUE INDEX IF NOT EXISTS %s ON saas_instance (%s) "
-                "WHERE subdomain_released IS NOT TRUE",
-                SQL.identifier("saas_instance_%s_live_uniq" % column), SQL.identifier(column)))
+        for index in self._OLD_UNIQUE_INDEXES:
+            self.env.cr.execute(SQL("DROP INDEX IF EXISTS %s", SQL.identifier(index)))
         return result
 
     # -- ORM -------------------------------------------------------------------
+    @api.model
+    def _saas_check_names(self, vals):
+        """Refuse a malformed subdomain or custom domain in ``vals``, before any query.
+
+        Only the form is checked here (no database needed): a NUL byte or a
+        non-text value gets this message rather than psycopg2's "A string
+        literal cannot contain NUL" from the uniqueness search.  Reserved
+        names, the base domain and uniqueness follow in create/write and in
+        the constraints.
+        """
+        try:
+            if "subdomain" in vals:
+                naming.check_subdomain(vals["subdomain"])
+            domain = vals.get("custom_domain", False)
+            if domain is not False and domain is not None and domain != "":
+                naming.check_domain(domain, "custom domain")
+        except naming.NamingError as exc:
+            raise ValidationError(str(exc)) from exc
+
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            self._saas_check_names(vals)
             self._saas_check_protected(vals, creating=True)
             if vals.get("subdomain"):
                 self._check_subdomain_free(vals["subdomain"])
         return super().create(vals_list)
 
     def write(self, vals):
+        self._saas_check_names(vals)
         self._saas_check_protected(vals)
         if "plan_id" in vals and not self.env.su and self.filtered("subscription_id"):
             raise UserError(self.env._(

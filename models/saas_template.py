@@ -8,16 +8,17 @@ from odoo.modules.registry import Registry
 
 from ..engine import filestore, naming, pg
 
-MODULE_NAME_RE = re.compile(r"^[a-z0-9_]+$")
-CODE_RE = re.compile(r"^[a-z0-9_-]+$")
-LANG_RE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?(@[a-z]+)?$")
+# Whole-string patterns (\A...\Z, used with fullmatch): "$" would accept a final newline.
+MODULE_NAME_RE = re.compile(r"\A[a-z0-9_]+\Z")
+CODE_RE = re.compile(r"\A[a-z0-9_-]{1,64}\Z")
+LANG_RE = re.compile(r"\A[a-z]{2,3}(_[A-Z]{2})?(@[a-z]+)?\Z")
 #: Written by saas_manager's own code only (as superuser): they decide what is
 #: built, dropped or cloned.
 PROTECTED_FIELDS = frozenset({
     "state", "database_owned", "build_mode", "build_log", "built_at", "build_seconds",
     "odoo_version", "installed_modules", "revision", "size_mb",
 })
-TEMPLATE_DB_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+TEMPLATE_DB_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
 class SaasTemplate(models.Model):
@@ -109,35 +110,59 @@ class SaasTemplate(models.Model):
         self.ensure_one()
         return [name.strip() for name in (self.module_names or "").split(",") if name.strip()]
 
+    @api.model
+    def _saas_check_names(self, vals):
+        """Refuse a malformed code, language, module list or database name in ``vals``.
+
+        Called by create/write before any query (and by the constraints after):
+        a NUL byte or a non-text value must give this message, not psycopg2's
+        "A string literal cannot contain NUL" or a traceback.  Whether the
+        database is someone else's (an instance, the manager) needs queries and
+        is checked by :meth:`_check_database_name` afterwards.
+        """
+        checks = (
+            ("code", CODE_RE, lambda value: self.env._(
+                "%(code)s is not a valid template code: use 1 to 64 lowercase letters, "
+                "digits, '_' and '-'.", code=naming.shown(value))),
+            ("lang", LANG_RE, lambda value: self.env._(
+                "%(lang)s is not a language code (e.g. fr_BE).", lang=naming.shown(value))),
+            ("database_name", TEMPLATE_DB_RE, lambda value: self.env._(
+                "%(name)s is not a valid database name: use up to 63 lowercase letters, "
+                "digits, '_', '.' or '-', starting with a letter or digit.",
+                name=naming.shown(value))),
+        )
+        for key, pattern, message in checks:
+            if key in vals and not (isinstance(vals[key], str) and pattern.fullmatch(vals[key])):
+                raise ValidationError(message(vals[key]))
+        if vals.get("database_name") in naming.ALWAYS_RESERVED:
+            raise ValidationError(self.env._(
+                "%(name)s is a PostgreSQL database, not a template.", name=vals["database_name"]))
+        modules = vals.get("module_names")
+        if modules and not isinstance(modules, str):
+            raise ValidationError(self.env._(
+                "The modules must be text: technical names separated by commas."))
+        if modules:
+            bad = [name for name in modules.split(",")
+                   if name.strip() and not MODULE_NAME_RE.fullmatch(name.strip())]
+            if bad:
+                raise ValidationError(self.env._(
+                    "Invalid module technical name(s): %(names)s",
+                    names=", ".join(naming.shown(name.strip()) for name in bad)))
+
     @api.constrains("module_names")
     def _check_module_names(self):
         for template in self:
-            bad = [name for name in template.module_list() if not MODULE_NAME_RE.match(name)]
-            if bad:
-                raise ValidationError(self.env._(
-                    "Invalid module technical name(s): %(names)s", names=", ".join(bad)))
+            template._saas_check_names({"module_names": template.module_names})
 
     @api.constrains("code", "lang")
     def _check_code_and_lang(self):
         for template in self:
-            if not CODE_RE.match(template.code or ""):
-                raise ValidationError(self.env._(
-                    "The template code may only contain lowercase letters, digits, '_' and '-'."))
-            if not LANG_RE.match(template.lang or ""):
-                raise ValidationError(self.env._("%(lang)r is not a language code (e.g. fr_BE).",
-                                                 lang=template.lang))
+            template._saas_check_names({"code": template.code, "lang": template.lang})
 
     @api.constrains("database_name")
     def _check_database_name(self):
         for template in self:
-            if not TEMPLATE_DB_RE.match(template.database_name or ""):
-                raise ValidationError(self.env._(
-                    "%(name)r is not a valid database name: use up to 63 lowercase letters, "
-                    "digits, '_', '.' or '-'.", name=template.database_name))
-            if template.database_name in naming.ALWAYS_RESERVED:
-                raise ValidationError(self.env._(
-                    "%(name)s is a PostgreSQL database, not a template.",
-                    name=template.database_name))
+            template._saas_check_names({"database_name": template.database_name})
             if template.database_name == self.env.cr.dbname:
                 raise ValidationError(self.env._(
                     "A template cannot use the manager's own database."))
@@ -212,10 +237,12 @@ class SaasTemplate(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
+            self._saas_check_names(vals)
             self._saas_check_protected(vals, creating=True)
         return super().create(vals_list)
 
     def write(self, vals):
+        self._saas_check_names(vals)
         self._saas_check_protected(vals)
         if {"database_name", "admin_login"} & set(vals) and self.filtered(
                 lambda t: t.state not in ("draft", "error") or t.database_owned):
@@ -281,9 +308,10 @@ class SaasTemplate(models.Model):
         """``dbfilter`` maps a host to a database: the template's name must be one."""
         params = self.env["saas.instance"]._saas_params()
         name = self.database_name
-        if params["routing"] == "host" and "." in name and naming.DOMAIN_RE.match(name):
+        if params["routing"] == "host" and "." in name and naming.is_domain(name):
             return "https://%s/odoo" % name
-        if params["routing"] == "subdomain" and naming.SUBDOMAIN_RE.match(name):
+        if (params["routing"] == "subdomain" and naming.is_subdomain(name)
+                and naming.is_domain(params["base_domain"])):
             return "https://%s/odoo" % naming.host_for(name, params["base_domain"])
         raise UserError(self.env._(
             "With the current routing mode, no host reaches the database %(db)s. Name "

@@ -53,3 +53,13 @@ def test_busy_port_is_detected():
         port = sock.getsockname()[1]
         assert not pgcluster.port_is_free(port)
         assert pgcluster.free_port(port) != port
+
+
+def test_only_whole_test_database_names_are_dropped():
+    """``./dev test`` drops databases by name: a final newline must not make one match."""
+    from saasdev.test_cmd import TEST_DATABASE_RE
+    for name in ("saas_test_12", "saas_tpl_test_ab12", "acme.saas.test"):
+        assert TEST_DATABASE_RE.fullmatch(name)
+    for name in ("saas_test_12\n", "acme.saas.test\n", "manager.localhost", "saas_test_",
+                 "x.saas.test.evil", "saas_test_\uff11"):
+        assert not TEST_DATABASE_RE.fullmatch(name)

@@ -3,16 +3,18 @@ import shutil
 import signal
 import time
 import uuid
+from functools import partial
 
 import psycopg2
 from passlib.context import CryptContext
 from psycopg2 import sql
 
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import odoo_process, pg
+from ..models import saas_template
 from .common import ServerKeyCase
 
 TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template_build"
@@ -231,3 +233,64 @@ class TestTemplateLifecycle(ServerKeyCase, TransactionCase):
                        {"build_mode": "install"}, {"revision": 7}):
             with self.subTest(values=values), self.assertRaises(AccessError):
                 template.with_user(admin).write(values)
+
+    # -- malformed names: one clear ValidationError, before any query ------------------------
+    def assertRefusedWithoutQuery(self, call, regex):
+        """``call()`` raises ValidationError matching ``regex`` and runs no SQL at all
+        (a plain try: Odoo's assertRaises opens a savepoint, which is a query)."""
+        count = self.env.cr.sql_log_count
+        try:
+            call()
+        except ValidationError as exc:
+            error = exc
+        else:
+            self.fail("accepted")
+        self.assertEqual(self.env.cr.sql_log_count, count, "a query ran before validation")
+        self.assertRegex(str(error), regex)
+        self.assertNotIn("\x00", str(error))
+        self.assertLess(len(str(error)), 400)
+
+    def test_malformed_template_names_are_refused_before_any_query(self):
+        Template = self.env["saas.template"]
+        good = {"name": "Hostile", "code": "hostile", "database_name": "saas_tpl_test_hostile",
+                "module_names": "base"}
+        before, databases = Template.with_context(active_test=False).search_count([]), None
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute("SELECT datname FROM pg_database")
+            databases = {row[0] for row in cr.fetchall()}
+        bad_values = {
+            "database_name": ["postgres\n", "template1\n", "tpl\n", "tpl\x00", "\x00", "tpl\r",
+                              "tpl\u2028", "t\u200dpl", "Tpl", "tpl name", "-tpl", "_tpl",
+                              "tpl;drop", "tpl'", 'tpl"', "tpl/x", "tpl\\x", "\uff54pl",
+                              "x" * 64, "", 5, ["tpl"], True],
+            "code": ["blank\n", "bl\x00ank", "Blank", "bl ank", "bl.ank", "b;", "", 7, ["x"],
+                     "x" * 65],
+            "lang": ["fr_BE\n", "fr\x00", "FR", "fr_be", 1],
+            "module_names": ["base,ma\x00il", "base,ma\nil", "base;mail", "Base", 3],
+        }
+        for key, values in bad_values.items():
+            for value in values:
+                with self.subTest(key=key, value=value):
+                    self.assertRefusedWithoutQuery(partial(Template.create, {**good, key: value}),
+                                                   "not a valid|not a language|module|must be")
+        for name in ("postgres", "template0", "template1"):
+            self.assertRefusedWithoutQuery(
+                partial(Template.create, {**good, "database_name": name}),
+                "is a PostgreSQL database")
+        template = self.new_template("base")
+        for value in ("postgres\n", "tpl\x00", 5):
+            with self.subTest(write=value):
+                self.assertRefusedWithoutQuery(
+                    partial(template.write, {"database_name": value}), "not a valid")
+        self.assertRefusedWithoutQuery(partial(template.write, {"code": "x\x00"}), "not a valid")
+        self.assertEqual(Template.with_context(active_test=False).search_count([]), before + 1)
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute("SELECT datname FROM pg_database")
+            self.assertEqual({row[0] for row in cr.fetchall()}, databases)
+
+    def test_template_patterns_use_whole_string_semantics(self):
+        for pattern, good in ((saas_template.TEMPLATE_DB_RE, "postgres"),
+                              (saas_template.CODE_RE, "blank"), (saas_template.LANG_RE, "fr_BE"),
+                              (saas_template.MODULE_NAME_RE, "base")):
+            self.assertTrue(pattern.fullmatch(good))
+            self.assertFalse(pattern.match(good + "\n"), pattern.pattern)

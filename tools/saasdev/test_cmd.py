@@ -184,14 +184,14 @@ def _tally_report(tally, report, returncode):
 #: names are ever dropped by this tool, so a concurrent ./dev run or other
 #: databases on a shared server are safe.
 TEST_DATABASE_RE = re.compile(
-    r"^(saas_test_\d+|saas_tpl_test_[0-9a-f]+|[a-z0-9-]+\.saas\.test|saas_tmp_\d+_[0-9a-f]{8})$"
-)
+    r"\A(saas_test_[0-9]+|saas_tpl_test_[0-9a-f]+|[a-z0-9-]+\.saas\.test"
+    r"|saas_tmp_[0-9]+_[0-9a-f]{8})\Z")
 
 
 def _check_leftovers(ws, tally, expected):
     """Fail on databases the tests created and did not drop; drop them."""
     leftovers = sorted(name for name in ws.databases() - expected
-                       if TEST_DATABASE_RE.match(name))
+                       if TEST_DATABASE_RE.fullmatch(name))
     if not leftovers:
         return
     tally.failed += 1
@@ -209,7 +209,7 @@ def _drop_quietly(ws, tally, names):
 
 def drop_stale_test_databases(ws):
     """Databases of an earlier, interrupted test run (same naming scheme)."""
-    stale = sorted(name for name in ws.databases() if TEST_DATABASE_RE.match(name))
+    stale = sorted(name for name in ws.databases() if TEST_DATABASE_RE.fullmatch(name))
     if stale:
         ws.say("odoo: dropping %d database(s) left by an interrupted run: %s"
                % (len(stale), ", ".join(stale)))
