@@ -1,5 +1,6 @@
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ import psycopg2
 from psycopg2 import sql
 
 from odoo import sql_db
+from odoo.exceptions import ValidationError
 from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, TransactionCase, new_test_user
 from odoo.tools import config
@@ -31,7 +33,29 @@ class ServerKeyCase:
         cls.startClassPatcher(patch.dict(config.options, {"saas_manager_key": vault.new_key()}))
 
 
-class SaasCase(ServerKeyCase, TransactionCase):
+class NameChecks:
+    """Assertions on how bad names are refused."""
+
+    def assertRefusedWithoutQuery(self, call, regex):
+        """``call()`` raises ValidationError matching ``regex`` and runs no SQL at all.
+
+        Odoo's assertRaises would open a savepoint (a query), hence the plain try.
+        """
+        count = self.env.cr.sql_log_count
+        try:
+            call()
+        except ValidationError as exc:
+            error = exc
+        else:
+            self.fail("accepted")
+        self.assertEqual(self.env.cr.sql_log_count, count, "a query ran before validation")
+        self.assertRegex(str(error), regex)
+        self.assertNotIn("\x00", str(error))
+        self.assertLess(len(str(error)), 400)
+        return error
+
+
+class SaasCase(NameChecks, ServerKeyCase, TransactionCase):
     """Base domain set, one customer, and a user per SaaS group."""
 
     @classmethod
@@ -65,6 +89,13 @@ class SaasCase(ServerKeyCase, TransactionCase):
         with self.assertRaises(exception) as caught:
             yield caught
         self.assertRegex(str(caught.exception), regex)
+
+
+def free_port():
+    """A TCP port nothing listens on, on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def assert_nowhere_in_database(case, cr, needles):

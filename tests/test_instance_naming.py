@@ -135,24 +135,6 @@ class TestInstanceNaming(SaasCase):
             self.make_instance("nobase")
 
     # -- malformed names: one clear ValidationError, before any query ------------------------
-    def assertRefusedWithoutQuery(self, call, regex):
-        """``call()`` raises ValidationError matching ``regex`` and runs no SQL at all.
-
-        Odoo's assertRaises would open a savepoint (a query), hence the plain try.
-        """
-        count = self.env.cr.sql_log_count
-        try:
-            call()
-        except ValidationError as exc:
-            error = exc
-        else:
-            self.fail("accepted")
-        self.assertEqual(self.env.cr.sql_log_count, count, "a query ran before validation")
-        self.assertRegex(str(error), regex)
-        self.assertNotIn("\x00", str(error))
-        self.assertLess(len(str(error)), 400)
-        return error
-
     def databases(self):
         self.env.cr.execute("SELECT datname FROM pg_database")
         return {row[0] for row in self.env.cr.fetchall()}

@@ -1,4 +1,13 @@
+import configparser
+import contextlib
+import logging
+import os
 import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -8,13 +17,14 @@ import psycopg2
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import Registry
 from odoo.tests import tagged
-from odoo.tools import mute_logger
+from odoo.tools import config, mute_logger
 
 from ..engine import pg
 from ..models.saas_instance import PENDING_DATABASE
-from .common import ClonedTemplateCase, build_template_database
+from .common import ClonedTemplateCase, build_template_database, free_port
 from .test_provisioning import INSTANCE_LOGGER
 
+_logger = logging.getLogger(__name__)
 #: Where a worker can die inside the clone step, in the order of its statements.
 CLONE_CRASH_POINTS = ("recorded", "create_terminated", "created", "marked", "renamed")
 
@@ -96,9 +106,9 @@ class TestCloneCrashConvergence(ClonedTemplateCase):
 
 
 @tagged("post_install", "-at_install")
-class TestConcurrentRunners(ClonedTemplateCase):
-    """Two real runners (threads with their own transactions) on a manager database
-    whose data is committed, as two cron workers are."""
+class TestRealRunners(ClonedTemplateCase):
+    """Real runners on a manager database whose data is committed: two threads with
+    their own transactions (two cron workers), and a real prefork server killed."""
 
     @classmethod
     def setUpClass(cls):
@@ -107,15 +117,23 @@ class TestConcurrentRunners(ClonedTemplateCase):
         cls.addClassCleanup(cls.drop_databases, [cls.manager_db])
         build_template_database(cls.manager_db, "saas_manager")
         cls.manager = Registry(cls.manager_db)
+        cls.manager_template_id = cls.add_template()
+
+    @classmethod
+    def add_template(cls):
+        """The class's template database, as a ready template of the manager (committed)."""
+        with cls.manager.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env["ir.config_parameter"].set_param("saas.base_domain", "saas.test")
+            return env["saas.template"].create({
+                "name": "Runner template", "code": "runner_%s" % cls.tpl_db[-8:],
+                "database_name": cls.tpl_db, "module_names": "base", "state": "ready",
+                "admin_login": "admin"}).id
 
     def queue_instance(self):
         with self.manager.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            env["ir.config_parameter"].set_param("saas.base_domain", "saas.test")
-            template = env["saas.template"].create({
-                "name": "Runner template", "code": "runner_%s" % self.tpl_db[-8:],
-                "database_name": self.tpl_db, "module_names": "base", "state": "ready",
-                "admin_login": "admin"})
+            template = env["saas.template"].browse(self.manager_template_id)
             partner = env["res.partner"].create({"name": "Racer", "email": "race@acme.test"})
             instance = env["saas.instance"].create({
                 "name": "Race", "subdomain": "r%s" % uuid.uuid4().hex[:8],
@@ -186,3 +204,67 @@ class TestConcurrentRunners(ClonedTemplateCase):
     def database_exists_named(self, name):
         with pg.maintenance(self.pg_params) as conn:
             return pg.exists(conn, name)
+
+    # -- kill -9 of a real prefork Odoo while it provisions, then a restart ---------------
+    def server_conf(self):
+        """The test server's configuration, serving the manager database only, with
+        saas_manager server-wide; clones are customized through the test server."""
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(config.rcfile)
+        options = parser["options"]
+        options.update({
+            "db_name": self.manager_db, "workers": "2", "max_cron_threads": "1",
+            "http_port": str(free_port()), "gevent_port": str(free_port()),
+            "server_wide_modules": "base,web,saas_manager",
+            "saas_odoo_url": "http://127.0.0.1:%s" % config["http_port"],
+            "saas_manager_key": config["saas_manager_key"]})
+        folder = tempfile.mkdtemp(prefix="saas_server_")
+        self.addCleanup(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "odoo.conf")
+        with open(path, "w", encoding="utf-8") as handle:
+            parser.write(handle)
+        return path, folder
+
+    def start_server(self, conf, logfile):
+        proc = subprocess.Popen(
+            [sys.executable, sys.argv[0], "-c", conf, "--logfile", logfile],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        self.addCleanup(self.kill_server, proc)
+        return proc
+
+    @staticmethod
+    def kill_server(proc):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+    def wait_for(self, predicate, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.01)
+        return None
+
+    def test_a_restart_resumes_and_completes_without_orphans(self):
+        instance_id, database = self.queue_instance()
+        state_query = "SELECT state, owned_database FROM saas_instance WHERE id = %s"
+        conf, folder = self.server_conf()
+        before = self.databases()
+        first = self.start_server(conf, os.path.join(folder, "first.log"))
+        owned = self.wait_for(lambda: self.committed(state_query, [instance_id])[1], 120)
+        self.assertTrue(owned, "the first server started provisioning")
+        self.kill_server(first)  # kill -9 of the whole server, mid-provisioning
+        self.assertEqual(self.committed(state_query, [instance_id])[0], "provisioning")
+
+        started = time.monotonic()
+        self.start_server(conf, os.path.join(folder, "second.log"))
+        done = self.wait_for(
+            lambda: self.committed(state_query, [instance_id])[0] != "provisioning", 55)
+        self.assertTrue(done, "resumed before the cron workers' first 60 s sleep ended")
+        self.assertEqual(self.committed(state_query, [instance_id]), ("active", database))
+        self.assertEqual(self.databases() - before, {database}, "no orphan database")
+        _logger.info("Restart to active instance: %.1f s (interrupted at %s)",
+                     time.monotonic() - started, owned)

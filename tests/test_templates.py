@@ -9,19 +9,19 @@ import psycopg2
 from passlib.context import CryptContext
 from psycopg2 import sql
 
-from odoo.exceptions import AccessError, UserError, ValidationError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import odoo_process, pg
 from ..models import saas_template
-from .common import ServerKeyCase
+from .common import NameChecks, ServerKeyCase
 
 TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template_build"
 
 
 @tagged("post_install", "-at_install")
-class TestTemplateLifecycle(ServerKeyCase, TransactionCase):
+class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
     """Build, lock, clone, unlock, refresh and drop a real template database."""
 
     def setUp(self):
@@ -235,21 +235,6 @@ class TestTemplateLifecycle(ServerKeyCase, TransactionCase):
                 template.with_user(admin).write(values)
 
     # -- malformed names: one clear ValidationError, before any query ------------------------
-    def assertRefusedWithoutQuery(self, call, regex):
-        """``call()`` raises ValidationError matching ``regex`` and runs no SQL at all
-        (a plain try: Odoo's assertRaises opens a savepoint, which is a query)."""
-        count = self.env.cr.sql_log_count
-        try:
-            call()
-        except ValidationError as exc:
-            error = exc
-        else:
-            self.fail("accepted")
-        self.assertEqual(self.env.cr.sql_log_count, count, "a query ran before validation")
-        self.assertRegex(str(error), regex)
-        self.assertNotIn("\x00", str(error))
-        self.assertLess(len(str(error)), 400)
-
     def test_malformed_template_names_are_refused_before_any_query(self):
         Template = self.env["saas.template"]
         good = {"name": "Hostile", "code": "hostile", "database_name": "saas_tpl_test_hostile",

@@ -1,6 +1,5 @@
 import email
 import re
-import socket
 import uuid
 from datetime import timedelta
 from unittest.mock import patch
@@ -12,7 +11,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
-from .common import ClonedTemplateCase, assert_nowhere_in_database
+from .common import ClonedTemplateCase, assert_nowhere_in_database, free_port
 
 LINK_RE = re.compile(r"/saas/welcome#([A-Za-z0-9_-]{43})")
 
@@ -26,12 +25,6 @@ class _Sink:
     async def handle_DATA(self, server, session, envelope):  # the name aiosmtpd calls
         self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
         return "250 OK"
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _html(message):
@@ -76,7 +69,7 @@ class TestWelcomeLink(ClonedTemplateCase):
             self.instance._send_welcome()
 
     def test_mail_carries_a_link_not_a_password_and_leaves_no_copy(self):
-        sink, port = _Sink(), _free_port()
+        sink, port = _Sink(), free_port()
         server = Controller(sink, hostname="127.0.0.1", port=port)
         server.start()
         try:
@@ -98,7 +91,7 @@ class TestWelcomeLink(ClonedTemplateCase):
     def test_smtp_down_drops_the_mail_and_says_so(self):
         with mute_logger("odoo.addons.mail.models.mail_mail",
                          "odoo.addons.base.models.ir_mail_server"):
-            self.send_for_real(_free_port())  # nothing listens there
+            self.send_for_real(free_port())  # nothing listens there
         self.assertFalse(self.env["mail.mail"].sudo().search([("subject", "like",
                                                                 self.instance.host)]))
         assert_nowhere_in_database(self, self.env.cr, ["/saas/welcome#"])
