@@ -4,11 +4,16 @@
 import json
 import time
 
+from odoo.tools import config
+
 template = env.ref("saas_manager.template_blank")  # noqa: F821
 if template.state != "ready":
     template.write({"admin_login": "admin", "admin_password": "admin", "state": "configuring"})
     template.action_lock()
 env["ir.config_parameter"].set_param("saas.base_domain", "localhost")  # noqa: F821
+# The manager's own address (links in mails point there); Odoo sets it at the admin's login.
+env["ir.config_parameter"].set_param(  # noqa: F821
+    "web.base.url", "http://%s:%s" % (env.cr.dbname, config["http_port"]))  # noqa: F821
 Partner = env["res.partner"]  # noqa: F821
 partner = Partner.search([("email", "=", "demo@example.com")], limit=1) or Partner.create(
     {"name": "Demo Customer", "email": "demo@example.com", "is_company": True})
