@@ -11,6 +11,7 @@ from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
+from ..controllers.welcome import RATE_LIMIT
 from .common import ClonedTemplateCase, assert_nowhere_in_database, free_port
 
 LINK_RE = re.compile(r"/saas/welcome#([A-Za-z0-9_-]{43})")
@@ -131,6 +132,10 @@ class TestWelcomeLink(ClonedTemplateCase):
         self.assertIn("not valid", self.choose(new, "Chosen-pass-1").text, "expired")
         for forged in ("x" * 43, "", "../" * 15, "a" * 44, new + "\n"):
             self.assertIn("not valid", self.choose(forged, "Chosen-pass-1").text)
+
+    def test_the_page_is_rate_limited_per_address(self):
+        codes = [self.url_open("/saas/welcome").status_code for _ in range(RATE_LIMIT + 1)]
+        self.assertEqual(codes, [200] * RATE_LIMIT + [429])
 
     def test_only_managers_send_links(self):
         user = new_test_user(self.env, "welcome_user", "saas_manager.group_saas_user")
