@@ -41,3 +41,7 @@ def wake_cron_workers():
             cr.execute("NOTIFY cron_trigger")
     except Exception as exc:  # a failed wake-up only delays the crons to their own time
         _logger.info("Could not wake the cron workers: %s", exc)
+    finally:
+        # The prefork master emptied its pool before forking workers: leave no
+        # connection there for later-forked workers to inherit and share.
+        sql_db.close_db("postgres")

@@ -664,7 +664,15 @@ class SaasInstance(models.Model):
                            "provision_seconds": sum(seconds for _step, seconds in timings)})
         self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
                                           url=self.url, sec=self.provision_seconds))
-        self._send_welcome()
+        self._commit()  # the instance is live: nothing after this may undo it
+        try:
+            with self.env.cr.savepoint():
+                self._send_welcome()
+        except Exception as exc:  # the link can be sent again; the instance stays active
+            _logger.error("Instance %s: the welcome mail failed: %s", self.id, exc)
+            self.message_post(body=self.env._(
+                "The welcome mail could not be prepared (%(error)s). Use \"Send Welcome "
+                "Link\" once it is fixed.", error=str(exc)))
 
     @staticmethod
     def _format_timings(timings):
