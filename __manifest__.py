@@ -1,13 +1,13 @@
 {
     "name": "SaaS Manager",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Services/SaaS",
     "summary": "Run an Odoo SaaS business: one database per client, cloned from templates",
     "author": "saas_manager developers",
     "website": "https://github.com/saas-manager/saas_manager",
     "license": "LGPL-3",
     "development_status": "Alpha",
-    "depends": ["base", "mail", "portal", "account"],
+    "depends": ["base", "bus", "mail", "portal", "account"],
     "external_dependencies": {
         "python": ["psycopg2", "odoorpc", "requests", "cryptography"],
     },
@@ -19,6 +19,7 @@
         "data/saas_template_data.xml",
         "data/ir_cron_data.xml",
         "data/mail_template_data.xml",
+        "views/saas_operation_views.xml",
         "views/saas_template_views.xml",
         "views/saas_plan_views.xml",
         "views/saas_instance_views.xml",
@@ -32,6 +33,7 @@
         "views/saas_menus.xml",
     ],
     "assets": {
+        "web.assets_backend": ["saas_manager/static/src/js/*.js"],
         "web.assets_tests": ["saas_manager/static/tests/tours/*.js"],
     },
     "application": True,

@@ -16,7 +16,8 @@ import logging
 import threading
 
 from odoo import sql_db
-from odoo.tools import config
+
+from .models.saas_settings import runs_crons
 
 _logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ _scheduled = []
 
 
 def post_load():
-    if _scheduled or config.get("stop_after_init") or not config.get("max_cron_threads"):
+    if _scheduled or not runs_crons():
         return
     for delay in WAKE_AFTER:
         timer = threading.Timer(delay, wake_cron_workers)

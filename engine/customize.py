@@ -21,11 +21,17 @@ from urllib.parse import urlsplit
 
 import odoorpc
 
+from .errors import RetryableError
+
 ODOO_SERIES = "18.0"
 
 
 class CustomizeError(Exception):
     """The clone refused a login or a write; the message says which step."""
+
+
+class UnreachableError(CustomizeError, RetryableError):
+    """The Odoo server that serves the clone did not answer: retry later."""
 
 
 class _HostHeader(urllib.request.BaseHandler):
@@ -82,6 +88,9 @@ def customize(client, database, login, password, *, company, admin):
     start = time.perf_counter()
     try:
         uid = client.login(database, login, password) or client.env.uid
+    except OSError as exc:  # refused, reset, timed out (urllib's URLError is an OSError)
+        raise UnreachableError("The Odoo server serving %s did not answer: %s"
+                               % (database, exc)) from exc
     except (odoorpc.error.RPCError, odoorpc.error.InternalError) as exc:
         raise CustomizeError("Login as the customer's administrator failed: %s" % exc) from exc
     timings["login"] = time.perf_counter() - start

@@ -25,7 +25,9 @@ import subprocess
 import time
 
 import psycopg2
-from psycopg2 import sql
+from psycopg2 import errorcodes, sql
+
+from .errors import RetryableError
 
 MAINTENANCE_DB = "postgres"
 STRATEGIES = ("FILE_COPY", "WAL_LOG")
@@ -39,6 +41,10 @@ POLL_INTERVAL = 0.1
 
 class PgError(Exception):
     """A database operation failed; the message is meant for the operator."""
+
+
+class BusyError(PgError, RetryableError):
+    """The database is in use by sessions this role may not end: retry later."""
 
 
 @contextlib.contextmanager
@@ -146,10 +152,36 @@ def terminate_sessions(conn, name, wait=SESSION_WAIT):
         if not left:
             return len(ended)
         if time.monotonic() >= deadline:
-            raise PgError(
+            raise BusyError(
                 "Cannot end every session on %s: still connected after %g s: %s. Role %s may "
                 "end only its own sessions; end these (or wait for them) and retry."
                 % (name, wait, _describe(left), _fetch_one(conn, "SELECT current_user")))
+        time.sleep(POLL_INTERVAL)
+
+
+def end_creation(conn, name, wait=SESSION_WAIT):
+    """End this role's sessions still running ``CREATE DATABASE name``; wait until gone.
+
+    A client killed during a ``CREATE DATABASE`` leaves its statement running
+    in PostgreSQL, which commits it (creating the database) once done.
+    Ended before it commits, the database is never created; after this
+    returns, whether it exists no longer changes behind the caller's back.
+    """
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)).as_string(conn)
+    query = ("SELECT pid FROM pg_stat_activity WHERE usename = current_user "
+             "AND pid <> pg_backend_pid() AND state = 'active' AND starts_with(query, %s)")
+    deadline = time.monotonic() + wait
+    while True:
+        with conn.cursor() as cr:
+            cr.execute(query, (statement,))
+            pids = [row[0] for row in cr.fetchall()]
+        if not pids:
+            return
+        if time.monotonic() >= deadline:
+            raise BusyError("A CREATE DATABASE of %s is still running (pid %s)."
+                            % (name, ", ".join(map(str, pids))))
+        for pid in pids:
+            _fetch_one(conn, "SELECT pg_terminate_backend(%s)", (pid,))
         time.sleep(POLL_INTERVAL)
 
 
@@ -194,7 +226,8 @@ def clone(conn, template, target, *, owner_role=None, strategy=DEFAULT_STRATEGY,
     try:
         _execute(conn, query)
     except psycopg2.Error as exc:
-        raise PgError("Cannot clone %s into %s: %s" % (
+        error = BusyError if exc.pgcode == errorcodes.OBJECT_IN_USE else PgError
+        raise error("Cannot clone %s into %s: %s" % (
             template, target, (exc.pgerror or str(exc)).strip())) from exc
 
 
@@ -241,7 +274,7 @@ def drop(conn, name):
         left = sessions(conn, name)
         if left:
             reason += "\nStill connected: %s." % _describe(left)
-        raise PgError("Cannot drop %s: %s" % (name, reason)) from exc
+        raise (BusyError if left else PgError)("Cannot drop %s: %s" % (name, reason)) from exc
 
 
 def dump(params, name, path, pg_dump="pg_dump"):

@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import fields, models
 from odoo.tools import SQL
 
 #: payment_state values that mean "nothing left to pay".
@@ -9,35 +9,21 @@ class AccountMove(models.Model):
     """Subscription invoices: which subscription and which period they bill."""
 
     _name = "account.move"
-    _inherit = ["account.move", "saas.server.mixin"]
+    _inherit = ["account.move", "saas.protected.mixin"]
 
     saas_subscription_id = fields.Many2one(
         "saas.subscription", string="SaaS Subscription", index="btree_not_null", copy=False,
-        readonly=True, ondelete="restrict")
+        readonly=True, ondelete="restrict", saas_protected=True)
     saas_invoice_kind = fields.Selection(
         [("period", "Subscription Period"), ("prorata", "Plan Upgrade (Pro-rata)")],
-        string="SaaS Invoice Kind", copy=False, readonly=True)
-    saas_period_start = fields.Date(string="Period Start", copy=False, readonly=True)
+        string="SaaS Invoice Kind", copy=False, readonly=True, saas_protected=True)
+    saas_period_start = fields.Date(string="Period Start", copy=False, readonly=True,
+                                    saas_protected=True)
     saas_period_end = fields.Date(string="Period End", copy=False, readonly=True,
-                                  help="Last day billed (inclusive).")
+                                  help="Last day billed (inclusive).", saas_protected=True)
     saas_overdue_notified = fields.Boolean(
-        copy=False, readonly=True, help="The customer was told this invoice is overdue.")
-
-    #: Written by saas_manager only: linking an invoice to a subscription can suspend
-    #: the subscription's instance when the invoice is unpaid.
-    _saas_protected_fields = frozenset({
-        "saas_subscription_id", "saas_invoice_kind", "saas_period_start", "saas_period_end",
-        "saas_overdue_notified"})
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        for vals in vals_list:
-            self._saas_check_protected(vals, creating=True)
-        return super().create(vals_list)
-
-    def write(self, vals):
-        self._saas_check_protected(vals)
-        return super().write(vals)
+        copy=False, readonly=True, help="The customer was told this invoice is overdue.",
+        saas_protected=True)
 
     def init(self):
         """One live invoice per subscription period, whatever runs twice or concurrently."""

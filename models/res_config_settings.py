@@ -1,8 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, ValidationError
-from odoo.tools import config
 
 from ..engine import naming
+from .saas_settings import SETTINGS, conf
 
 
 class ResConfigSettings(models.TransientModel):
@@ -15,43 +15,56 @@ class ResConfigSettings(models.TransientModel):
         [(naming.ROUTING_HOST, "Full host name (dbfilter ^%h$)"),
          (naming.ROUTING_SUBDOMAIN, "First label only (dbfilter ^%d$)")],
         string="Routing Mode", config_parameter="saas.routing_mode",
-        default=naming.ROUTING_HOST)
+        default=SETTINGS["saas.routing_mode"][1])
     saas_reserved_subdomains = fields.Char(
         string="Reserved Subdomains", config_parameter="saas.reserved_subdomains",
         help="Comma-separated subdomains no customer may take, on top of the built-in ones.")
     saas_clone_strategy = fields.Selection(
         [("WAL_LOG", "WAL_LOG (PostgreSQL default, faster for small templates)"),
          ("FILE_COPY", "FILE_COPY (faster for large templates on a quiet cluster)")],
-        string="Clone Strategy", config_parameter="saas.clone_strategy", default="WAL_LOG")
+        string="Clone Strategy", config_parameter="saas.clone_strategy",
+        default=SETTINGS["saas.clone_strategy"][1])
     # Stored by get_values/set_values below, not with config_parameter=: Odoo deletes a
     # config_parameter whose value is False or 0, which would bring the default back
     # (an operator could never turn posting off, or set a grace of 0 days).
     saas_invoice_auto_post = fields.Boolean(
-        string="Post Subscription Invoices", default=True,
+        string="Post Subscription Invoices", default=SETTINGS["saas.invoice_auto_post"][1],
         help="Post invoices at once; otherwise they stay in draft for review.")
     saas_payment_grace_days = fields.Integer(
-        string="Payment Grace (days)", default=7,
+        string="Payment Grace (days)", default=SETTINGS["saas.payment_grace_days"][1],
         help="An invoice still unpaid this many days after its due date suspends the instance.")
     saas_limit_policy = fields.Selection(
         [("notify", "Notify the customer and flag the instance"),
          ("suspend", "Notify, then suspend after the grace days")],
-        string="Over-limit Policy", config_parameter="saas.limit_policy", default="notify")
-    saas_limit_suspend_days = fields.Integer(string="Over-limit Grace (days)", default=7)
+        string="Over-limit Policy", config_parameter="saas.limit_policy",
+        default=SETTINGS["saas.limit_policy"][1])
+    saas_limit_suspend_days = fields.Integer(string="Over-limit Grace (days)",
+                                             default=SETTINGS["saas.limit_suspend_days"][1])
     saas_health_alert_failures = fields.Integer(
-        string="Alert After Failed Checks", default=3,
+        string="Alert After Failed Checks", default=SETTINGS["saas.health_alert_failures"][1],
         help="Consecutive failed hourly checks before the responsible gets a to-do.")
+    saas_operation_max_attempts = fields.Integer(
+        string="Operation Attempts", default=SETTINGS["saas.operation_max_attempts"][1],
+        help="Attempts of an operation whose failures go away by themselves (a server not "
+             "reachable, a database still in use) before an operator is needed.")
+    saas_operation_retry_seconds = fields.Integer(
+        string="First Retry After (s)", default=SETTINGS["saas.operation_retry_seconds"][1],
+        help="Delay before the first retry; each further retry waits twice as long.")
     saas_required_dbfilter = fields.Char(string="Required dbfilter",
                                          compute="_compute_saas_dbfilter")
     saas_server_dbfilter = fields.Char(string="Server dbfilter",
                                        compute="_compute_saas_dbfilter")
     saas_dbfilter_mismatch = fields.Boolean(compute="_compute_saas_dbfilter")
 
-    #: field -> (parameter, default); stored as text so that False and 0 are kept.
+    #: field -> parameter, read and written through saas.settings (text, so that False
+    #: and 0 are kept).
     _SAAS_TEXT_PARAMS = {
-        "saas_invoice_auto_post": ("saas.invoice_auto_post", True),
-        "saas_payment_grace_days": ("saas.payment_grace_days", 7),
-        "saas_limit_suspend_days": ("saas.limit_suspend_days", 7),
-        "saas_health_alert_failures": ("saas.health_alert_failures", 3),
+        "saas_invoice_auto_post": "saas.invoice_auto_post",
+        "saas_payment_grace_days": "saas.payment_grace_days",
+        "saas_limit_suspend_days": "saas.limit_suspend_days",
+        "saas_health_alert_failures": "saas.health_alert_failures",
+        "saas_operation_max_attempts": "saas.operation_max_attempts",
+        "saas_operation_retry_seconds": "saas.operation_retry_seconds",
     }
 
     def _saas_check_settings_access(self):
@@ -75,24 +88,20 @@ class ResConfigSettings(models.TransientModel):
     def get_values(self):
         self._saas_check_settings_access()
         res = super().get_values()
-        get = self.env["ir.config_parameter"].sudo().get_param
-        for name, (key, default) in self._SAAS_TEXT_PARAMS.items():
-            value = get(key, str(default))
-            res[name] = value == "True" if isinstance(default, bool) else int(value or 0)
+        get = self.env["saas.settings"]._get
+        res.update({name: get(key) for name, key in self._SAAS_TEXT_PARAMS.items()})
         return res
 
     def set_values(self):
         self._saas_check_settings_access()
         result = super().set_values()
-        set_param = self.env["ir.config_parameter"].sudo().set_param
-        for name, (key, default) in self._SAAS_TEXT_PARAMS.items():
-            value = self[name]
-            set_param(key, str(bool(value)) if isinstance(default, bool) else str(value or 0))
+        for name, key in self._SAAS_TEXT_PARAMS.items():
+            self.env["saas.settings"]._set(key, self[name])
         return result
 
     @api.depends("saas_routing_mode")
     def _compute_saas_dbfilter(self):
-        server = config.get("dbfilter") or ""
+        server = conf("dbfilter", "")
         for settings in self:
             required = naming.dbfilter_for(settings.saas_routing_mode or naming.ROUTING_HOST)
             settings.saas_required_dbfilter = required
@@ -100,13 +109,19 @@ class ResConfigSettings(models.TransientModel):
             settings.saas_dbfilter_mismatch = server != required
 
     @api.constrains("saas_payment_grace_days", "saas_limit_suspend_days",
-                    "saas_health_alert_failures")
+                    "saas_health_alert_failures", "saas_operation_max_attempts",
+                    "saas_operation_retry_seconds")
     def _check_saas_numbers(self):
         for settings in self:
             if min(settings.saas_payment_grace_days, settings.saas_limit_suspend_days) < 0 or (
                     settings.saas_health_alert_failures < 1):
                 raise ValidationError(self.env._(
                     "Grace days cannot be negative and alerts need at least one failure."))
+            if settings.saas_operation_max_attempts < 1 or (
+                    settings.saas_operation_retry_seconds < 1):
+                raise ValidationError(self.env._(
+                    "Operations need at least one attempt and a retry delay of at least one "
+                    "second."))
 
     @api.constrains("saas_base_domain")
     def _check_saas_base_domain(self):

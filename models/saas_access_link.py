@@ -17,7 +17,6 @@ from odoo import api, fields, models
 
 #: ``secrets.token_urlsafe(32)``: 43 URL-safe characters, 256 bits.
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
-DEFAULT_WELCOME_HOURS = 72
 
 
 def token_hash(token):
@@ -53,8 +52,7 @@ class SaasAccessLink(models.Model):
         now = self.env.cr.now()  # the database clock, which _redeem compares with
         self.sudo().search([("instance_id", "=", instance.id), ("purpose", "=", purpose),
                             ("used_at", "=", False)]).write({"used_at": now})
-        hours = int(self.env["ir.config_parameter"].sudo().get_param(
-            "saas.welcome_link_hours", DEFAULT_WELCOME_HOURS) or DEFAULT_WELCOME_HOURS)
+        hours = self.env["saas.settings"]._get("saas.welcome_link_hours")
         token = secrets.token_urlsafe(32)
         self.sudo().create({"instance_id": instance.id, "purpose": purpose, "login": login,
                             "token_hash": token_hash(token),

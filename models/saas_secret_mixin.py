@@ -1,11 +1,10 @@
 import logging
-import os
 
 from odoo import models
 from odoo.exceptions import UserError
-from odoo.tools import config
 
 from ..engine import vault
+from .saas_settings import server_key
 
 _logger = logging.getLogger(__name__)
 
@@ -22,7 +21,7 @@ class SaasSecretMixin(models.AbstractModel):
     _description = "SaaS Encrypted Secrets"
 
     def _server_key(self):
-        return config.get("saas_manager_key") or os.environ.get("SAAS_MANAGER_KEY", "")
+        return server_key()
 
     def _encrypt(self, plaintext):
         try:

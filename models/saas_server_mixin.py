@@ -2,7 +2,6 @@ import os
 import sys
 
 from odoo import models
-from odoo.exceptions import AccessError
 from odoo.tools import config
 
 from ..engine import backup, filestore
@@ -17,22 +16,6 @@ class SaasServerMixin(models.AbstractModel):
 
     _name = "saas.server.mixin"
     _description = "SaaS Server Access"
-    #: Fields only saas_manager's own code (as superuser) may write.
-    _saas_protected_fields = frozenset()
-
-    def _saas_check_protected(self, vals, creating=False):
-        """Refuse protected fields from users and RPC; on create, also ``default_<field>``
-        context keys, which create() would apply after this check."""
-        keys = set(vals)
-        if creating:
-            keys |= {key[len("default_"):] for key in self.env.context
-                     if key.startswith("default_")}
-        forbidden = self._saas_protected_fields.intersection(keys)
-        if forbidden and not self.env.su:
-            raise AccessError(self.env._(
-                "These fields are managed by SaaS Manager itself: %(fields)s",
-                fields=", ".join(sorted(forbidden))))
-
     def _saas_pg_params(self):
         """psycopg2 keywords of Odoo's own PostgreSQL role (odoo.conf db_*)."""
         params = {"host": config.get("db_host") or None, "port": config.get("db_port") or None,

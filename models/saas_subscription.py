@@ -31,11 +31,6 @@ RENEW_DAYS_BEFORE = 7
 NOTICE_DAYS = (7, 3, 1)
 #: Records handled between two commits (and two progress reports) of a cron.
 CRON_BATCH = 50
-#: Managed by the lifecycle code only (as superuser), never written by users or RPC.
-PROTECTED_FIELDS = frozenset({
-    "state", "period_start", "date_end", "trial_end", "ended_on", "notice_sent",
-    "billing_anchor",
-})
 
 
 class SaasSubscription(models.Model):
@@ -50,8 +45,8 @@ class SaasSubscription(models.Model):
 
     _name = "saas.subscription"
     _description = "SaaS Subscription"
-    _inherit = ["mail.thread", "mail.activity.mixin", "saas.server.mixin", "saas.lifecycle.mixin"]
-    _saas_protected_fields = PROTECTED_FIELDS
+    _inherit = ["mail.thread", "mail.activity.mixin", "saas.protected.mixin",
+                "saas.server.mixin", "saas.lifecycle.mixin"]
     _order = "date_start desc, id desc"
 
     name = fields.Char(required=True, readonly=True, copy=False, default="/")
@@ -69,14 +64,16 @@ class SaasSubscription(models.Model):
                               default="monthly", required=True, tracking=True)
     date_start = fields.Date(string="Start", required=True, default=fields.Date.context_today,
                              tracking=True)
-    period_start = fields.Date(string="Current Period Start", readonly=True, copy=False)
+    period_start = fields.Date(string="Current Period Start", readonly=True, copy=False,
+                               saas_protected=True)
     billing_anchor = fields.Date(
         readonly=True, copy=False,
         help="Start of the first paid period: every period ends on the same day of the month "
-             "(or of the year) as this date, so the billing day never drifts.")
+             "(or of the year) as this date, so the billing day never drifts.", saas_protected=True)
     date_end = fields.Date(string="Renewal / End", readonly=True, copy=False, tracking=True,
-                           help="First day not paid for: the renewal date, or the end.")
-    trial_end = fields.Date(readonly=True, copy=False, tracking=True)
+                           help="First day not paid for: the renewal date, or the end.",
+                           saas_protected=True)
+    trial_end = fields.Date(readonly=True, copy=False, tracking=True, saas_protected=True)
     skip_trial = fields.Boolean(help="Start with a paid period even if the plan has a trial.")
     auto_renew = fields.Boolean(default=True, tracking=True)
     cancel_at_period_end = fields.Boolean(
@@ -86,7 +83,7 @@ class SaasSubscription(models.Model):
         default=7, tracking=True,
         help="Days between the end (expiry or cancellation) and the termination, which "
              "backs up and drops the database.")
-    ended_on = fields.Date(readonly=True, copy=False)
+    ended_on = fields.Date(readonly=True, copy=False, saas_protected=True)
     termination_date = fields.Date(compute="_compute_termination_date")
     next_plan_id = fields.Many2one("saas.plan", string="Plan From Next Period", tracking=True,
                                    copy=False, ondelete="restrict")
@@ -94,9 +91,10 @@ class SaasSubscription(models.Model):
                                    string="Period From Next Period", tracking=True, copy=False)
     notice_sent = fields.Char(readonly=True, copy=False,
                               help="Last end-of-period notice sent: '<date>:<days>'.",
-                              groups="saas_manager.group_saas_user")
+                              groups="saas_manager.group_saas_user", saas_protected=True)
     state = fields.Selection(SUBSCRIPTION_STATES, default="draft", required=True,
-                             readonly=True, tracking=True, copy=False, index=True)
+                             readonly=True, tracking=True, copy=False, index=True,
+                             saas_protected=True)
     currency_id = fields.Many2one(related="plan_id.currency_id", store=True)
     price = fields.Monetary(compute="_compute_price", store=True, readonly=False,
                             precompute=True, currency_field="currency_id", tracking=True,
@@ -172,13 +170,11 @@ class SaasSubscription(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
-            self._saas_check_protected(vals, creating=True)
             if vals.get("name", "/") == "/":
                 vals["name"] = self.env["ir.sequence"].next_by_code("saas.subscription") or "/"
         return super().create(vals_list)
 
     def write(self, vals):
-        self._saas_check_protected(vals)
         frozen = {"instance_id", "partner_id", "date_start", "skip_trial", "plan_id", "period",
                   "price"}.intersection(vals)
         if frozen and not self.env.su and self.filtered(lambda s: s.state != "draft"):
@@ -190,11 +186,9 @@ class SaasSubscription(models.Model):
     # -- settings ------------------------------------------------------------------
     @api.model
     def _billing_params(self):
-        get = self.env["ir.config_parameter"].sudo().get_param
-        return {
-            "auto_post": get("saas.invoice_auto_post", "True") == "True",
-            "payment_grace_days": int(get("saas.payment_grace_days", 7) or 0),
-        }
+        get = self.env["saas.settings"]._get
+        return {"auto_post": get("saas.invoice_auto_post"),
+                "payment_grace_days": get("saas.payment_grace_days")}
 
     # -- buttons -------------------------------------------------------------------
     def action_activate(self):
@@ -345,16 +339,13 @@ class SaasSubscription(models.Model):
             values["billing_anchor"] = start  # a new rhythm starts with this period
         self.write(values)
         if self.instance_id.subscription_id == self:
-            self.instance_id.plan_id = self.plan_id
+            self.instance_id._saas_follow_plan(self.plan_id)
         self.message_post(body=self.env._("Plan changed to %(plan)s (%(period)s).",
                                           plan=self.plan_id.name, period=self.period))
 
     def _attach_to_instance(self):
         """This subscription becomes the instance's current one; access follows it."""
-        instance = self.instance_id
-        instance.write({"subscription_id": self.id, "plan_id": self.plan_id.id})
-        if instance.state == "suspended":
-            instance._reactivate()
+        self.instance_id._saas_attach_subscription(self)
 
     def _reactivate(self):
         running_trial = self.trial_end and not self.invoice_ids and (
@@ -384,6 +375,10 @@ class SaasSubscription(models.Model):
         if self.instance_id.state not in ("terminated", "draft", "failed"):
             self.instance_id._terminate()
         self.state = "terminated"
+
+    def _saas_instance_terminated(self):
+        """The instance's API tells its running subscriptions it is gone: they end."""
+        self.filtered(lambda s: s.state not in ("draft", "terminated")).state = "terminated"
 
     # -- invoicing -----------------------------------------------------------------
     def _invoice_period(self, start, end):
@@ -553,6 +548,6 @@ class SaasSubscription(models.Model):
             elif reason in ("user_limit", "storage_limit"):
                 # Non-payment now decides: a payment lifts it, the limits no longer do.
                 # (An operator's manual suspension stays theirs to lift.)
-                instance.sudo().suspension_reason = "unpaid"
+                instance._suspend("unpaid")
         elif not overdue and self.state == "suspended" and reason == "unpaid":
             self._reactivate()

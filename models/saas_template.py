@@ -12,12 +12,6 @@ from ..engine import filestore, naming, pg
 MODULE_NAME_RE = re.compile(r"\A[a-z0-9_]+\Z")
 CODE_RE = re.compile(r"\A[a-z0-9_-]{1,64}\Z")
 LANG_RE = re.compile(r"\A[a-z]{2,3}(_[A-Z]{2})?(@[a-z]+)?\Z")
-#: Written by saas_manager's own code only (as superuser): they decide what is
-#: built, dropped or cloned.
-PROTECTED_FIELDS = frozenset({
-    "state", "database_owned", "build_mode", "build_log", "built_at", "build_seconds",
-    "odoo_version", "installed_modules", "revision", "size_mb",
-})
 TEMPLATE_DB_RE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
@@ -31,8 +25,9 @@ class SaasTemplate(models.Model):
 
     _name = "saas.template"
     _description = "SaaS Template"
-    _inherit = ["mail.thread", "image.mixin", "saas.secret.mixin", "saas.server.mixin"]
-    _saas_protected_fields = PROTECTED_FIELDS
+    _inherit = ["mail.thread", "image.mixin", "saas.protected.mixin", "saas.secret.mixin",
+                "saas.server.mixin", "saas.operation.mixin"]
+    _saas_operation_link = "template_id"
     _order = "sequence, name"
 
     name = fields.Char(required=True, translate=True, tracking=True)
@@ -50,10 +45,13 @@ class SaasTemplate(models.Model):
     state = fields.Selection(
         [("draft", "Draft"), ("building", "Building"), ("configuring", "Ready to Configure"),
          ("ready", "Ready (Locked)"), ("error", "Error")],
-        default="draft", required=True, readonly=True, tracking=True, copy=False)
-    size_mb = fields.Float(string="Size (MB)", readonly=True, copy=False, digits=(16, 1))
+        default="draft", required=True, readonly=True, tracking=True, copy=False,
+        saas_protected=True)
+    size_mb = fields.Float(string="Size (MB)", readonly=True, copy=False, digits=(16, 1),
+                           saas_protected=True)
     instance_ids = fields.One2many("saas.instance", "template_id", string="Instances")
     instance_count = fields.Integer(compute="_compute_instance_count")
+    operation_ids = fields.One2many("saas.operation", "template_id", string="Operations")
     admin_login = fields.Char(default="admin", required=True, copy=False,
                               help="Administrator login inside the template database.")
     admin_password_encrypted = fields.Char(copy=False, groups="saas_manager.group_saas_admin")
@@ -65,20 +63,22 @@ class SaasTemplate(models.Model):
                        help="Language installed in the template (code, e.g. fr_BE).")
     with_demo = fields.Boolean(string="Demo Data", help="Load the modules' demo data.")
     build_mode = fields.Selection([("install", "Install"), ("update", "Update")],
-                                  readonly=True, copy=False)
+                                  readonly=True, copy=False, saas_protected=True)
     database_owned = fields.Boolean(
         readonly=True, copy=False,
-        help="The database was built by saas_manager: only then may it drop it.")
-    build_log = fields.Text(readonly=True, copy=False, help="End of the last build's log.")
-    built_at = fields.Datetime(readonly=True, copy=False)
+        help="The database was built by saas_manager: only then may it drop it.",
+        saas_protected=True)
+    built_at = fields.Datetime(readonly=True, copy=False, saas_protected=True)
     build_seconds = fields.Float(string="Build Time (s)", readonly=True, copy=False,
-                                 digits=(16, 1))
-    odoo_version = fields.Char(readonly=True, copy=False)
+                                 digits=(16, 1), saas_protected=True)
+    odoo_version = fields.Char(readonly=True, copy=False, saas_protected=True)
     installed_modules = fields.Text(readonly=True, copy=False,
                                     help="Modules installed in the template database, as read "
-                                         "from it at the last build or refresh.")
+                                         "from it at the last build or refresh.",
+                                         saas_protected=True)
     revision = fields.Integer(readonly=True, copy=False, default=0,
-                              help="Incremented each time the template is locked again.")
+                              help="Incremented each time the template is locked again.",
+                              saas_protected=True)
 
     _sql_constraints = [
         ("code_uniq", "unique(code)", "The template code must be unique."),
@@ -238,12 +238,10 @@ class SaasTemplate(models.Model):
     def create(self, vals_list):
         for vals in vals_list:
             self._saas_check_names(vals)
-            self._saas_check_protected(vals, creating=True)
         return super().create(vals_list)
 
     def write(self, vals):
         self._saas_check_names(vals)
-        self._saas_check_protected(vals)
         if {"database_name", "admin_login"} & set(vals) and self.filtered(
                 lambda t: t.state not in ("draft", "error") or t.database_owned):
             raise UserError(self.env._(

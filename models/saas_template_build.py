@@ -1,42 +1,51 @@
-"""Template builds and refreshes: a detached Odoo process, started and collected by a cron.
+"""Template builds and refreshes: a detached Odoo process, started and collected by the
+operation runner.
 
 A build of a vertical template takes minutes, more than a cron worker's time
-limit allows, so the cron never waits for it: one run starts the process
-(detached, see :mod:`..engine.odoo_process`) and records its pid, later runs
-(every few seconds while a build is running, and after a restart) collect
-its status.  A build is stopped by "Cancel Build" or after
-``saas_build_timeout`` seconds, and one whose process vanished (killed, the
-machine restarted) fails cleanly: nothing runs that no record owns.
+limit allows, so the runner never waits for it: the build operation starts
+the process (detached, see :mod:`..engine.odoo_process`), records its pid
+and asks to be looked at again in a few seconds (the operation *waits*);
+later runs, and the first run after a restart, collect its status.  A
+build is stopped by "Cancel Build" or after ``saas_build_timeout`` seconds,
+and one whose process vanished (killed, the machine restarted) fails
+cleanly: nothing runs that no record owns.
 """
 
 import logging
 import os
-from datetime import timedelta
 
-from odoo import api, fields, models
+from odoo import fields, models
 from odoo.exceptions import UserError
 
 from ..engine import customize, odoo_process, pg
-from .saas_template import PROTECTED_FIELDS
 
 _logger = logging.getLogger(__name__)
 
-#: How soon the cron looks again at a running build.
+#: How soon the runner looks again at a running build.
 BUILD_POLL_SECONDS = 5
 
 
 class SaasTemplate(models.Model):
     _inherit = "saas.template"
-    _saas_protected_fields = PROTECTED_FIELDS | {"build_pid", "build_started_at"}
 
     build_pid = fields.Integer(
         string="Build Process", readonly=True, copy=False, groups="saas_manager.group_saas_user",
-        help="The detached Odoo process building the template, while it runs.")
-    build_started_at = fields.Datetime(readonly=True, copy=False)
+        help="The detached Odoo process building the template, while it runs.", saas_protected=True)
+    build_started_at = fields.Datetime(readonly=True, copy=False, saas_protected=True)
+
+    build_log = fields.Text(compute="_compute_build_log",
+                            help="End of the last build's or refresh's log.")
+
+    def _compute_build_log(self):
+        for template in self:
+            last = self.env["saas.operation"].sudo().search(
+                [("template_id", "=", template.id), ("kind", "in", ("build", "refresh"))],
+                order="id desc", limit=1)
+            template.build_log = "\n\n".join(filter(None, [last.error, last.log_tail])) or False
 
     # -- actions -----------------------------------------------------------------
     def action_build(self):
-        """Create Template DB: queued; a cron runs Odoo as a separate process."""
+        """Create Template DB: queued; the runner runs Odoo as a separate process."""
         self.check_access("write")
         for template in self:
             if template.state not in ("draft", "error"):
@@ -53,61 +62,81 @@ class SaasTemplate(models.Model):
         return True
 
     def action_cancel_build(self):
-        """Stop a running build; an install's half-built database is removed."""
+        """Stop a running build; an install's half-built database is removed.
+
+        Takes the template's operation lock, so it never races the runner
+        collecting the same build.
+        """
         self.check_access("write")
         for template in self.sudo().filtered(lambda t: t.state == "building"):
-            template._build_failed(UserError(self.env._(
-                "Cancelled by %(user)s.", user=self.env.user.name)))
+            operation = template._build_operation()
+            if operation and not operation._lock():
+                raise UserError(self.env._(
+                    "The build of %(name)s is being looked at right now: try again in a "
+                    "moment.", name=template.name))
+            try:
+                reason = self.env._("Cancelled by %(user)s.", user=self.env.user.name)
+                template._build_failed(UserError(reason))
+                if operation:
+                    operation.write({"state": "cancelled", "ended_at": fields.Datetime.now(),
+                                     "next_run_at": False, "error": reason})
+                    operation._notify_progress()
+            finally:
+                if operation:
+                    operation._unlock()
         return True
 
     def _queue_build(self, mode):
-        self.sudo().write({"state": "building", "build_mode": mode, "build_log": False,
-                           "build_pid": False})
-        self._build_cron()._trigger()
+        self.sudo().write({"state": "building", "build_mode": mode, "build_pid": False})
+        for template in self:
+            self.env["saas.operation"]._queue(
+                template, "build" if mode == "install" else "refresh")
 
-    def _build_cron(self):
-        return self.env.ref("saas_manager.ir_cron_saas_template_build").sudo()
+    def _build_operation(self):
+        return self.env["saas.operation"].sudo().search(
+            [("template_id", "=", self.id), ("kind", "in", ("build", "refresh")),
+             ("state", "in", ("queued", "running"))], limit=1)
 
-    # -- the cron ----------------------------------------------------------------
-    @api.model
-    def _cron_build(self):
-        """Start queued builds and collect ended ones; never waits for a process."""
-        for template in self.sudo().search([("state", "=", "building")], order="id"):
-            template._build_step()
-            self.env["saas.instance"]._commit()
-        if self.sudo().search_count([("state", "=", "building")]):
-            self._build_cron()._trigger(
-                at=fields.Datetime.now() + timedelta(seconds=BUILD_POLL_SECONDS))
-        return True
+    # -- handlers (run by saas.operation) -------------------------------------------
+    def _saas_op_build(self, run):
+        """Start the build process, or look at it; seconds until the next look while it
+        runs."""
+        if self.state != "building":
+            return None
+        if self.build_pid:
+            return self._build_collect(run)
+        self._build_start(run)
+        return BUILD_POLL_SECONDS
 
-    def _build_step(self):
-        try:
-            if self.build_pid:
-                self._build_collect()
-            else:
-                self._build_start()
-        except Exception as exc:  # any failure: shown, and a half-built database removed
+    _saas_op_refresh = _saas_op_build
+
+    def _saas_op_build_failed(self, operation, exc):
+        if operation.state == "failed":
             self._build_failed(exc)
 
-    def _build_start(self):
-        if self.build_mode == "install":
-            self._build_prepare()
-        else:
-            self._check_database_exists()
-        paths = self._build_paths()
-        python, launcher, rcfile, options, env = self._saas_odoo_child()
-        args = odoo_process.command(
-            python, launcher, rcfile, self.database_name,
-            self.module_list() or ["base"], update=self.build_mode == "update",
-            demo=self.with_demo, lang=self.lang, logfile=paths["log"], options=options)
-        try:
-            pid = odoo_process.start(args, paths["status"], env=env)
-        except odoo_process.OdooProcessError as exc:
-            raise UserError(str(exc)) from exc
-        self.sudo().write({"build_pid": pid, "build_started_at": fields.Datetime.now()})
+    _saas_op_refresh_failed = _saas_op_build_failed
+
+    def _build_start(self, run):
+        with run.step("prepare"):
+            if self.build_mode == "install":
+                self._build_prepare()
+            else:
+                self._check_database_exists()
+        with run.step("start"):
+            paths = self._build_paths()
+            python, launcher, rcfile, options, env = self._saas_odoo_child()
+            args = odoo_process.command(
+                python, launcher, rcfile, self.database_name,
+                self.module_list() or ["base"], update=self.build_mode == "update",
+                demo=self.with_demo, lang=self.lang, logfile=paths["log"], options=options)
+            try:
+                pid = odoo_process.start(args, paths["status"], env=env)
+            except odoo_process.OdooProcessError as exc:
+                raise UserError(str(exc)) from exc
+            self.write({"build_pid": pid, "build_started_at": fields.Datetime.now()})
         _logger.info("Template %s: build process %s started", self.code, pid)
 
-    def _build_collect(self):
+    def _build_collect(self, run):
         """Look at the running process: wait, stop it (too long), or finish the build."""
         paths = self._build_paths()
         status = odoo_process.poll(self.build_pid, paths["status"])
@@ -116,19 +145,24 @@ class SaasTemplate(models.Model):
             if elapsed > self._saas_build_timeout():
                 raise UserError(self.env._("The build did not end within %(sec)s s: stopped.",
                                            sec=self._saas_build_timeout()))
-            return
+            return BUILD_POLL_SECONDS
         if status == odoo_process.LOST:
             raise UserError(self.env._(
                 "The build process ended without a status (killed, or the server restarted "
                 "under it)."))
+        run.steps.append({"name": "odoo", "state": "done", "seconds": elapsed})
         log_text = odoo_process.read_log(paths["log"], paths["status"])
-        self._build_check(status, log_text)
+        run.operation.log_tail = odoo_process.tail(log_text)
+        with run.step("check"):
+            self._build_check(status, log_text)
         if self.build_mode == "install":
-            self._set_admin_password()
-        self._refresh_info()
-        self.sudo().write({"state": "configuring", "build_seconds": elapsed, "build_pid": False,
-                           "build_log": odoo_process.tail(log_text),
-                           "built_at": fields.Datetime.now()})
+            with run.step("password"):
+                self._set_admin_password()
+        with run.step("inspect"):
+            self._refresh_info()
+        self.write({"state": "configuring", "build_seconds": elapsed, "build_pid": False,
+                    "built_at": fields.Datetime.now()})
+        return None
 
     def _build_check(self, status, log_text):
         """Fail on a non-zero exit, a fatal log line or a module not installed; report
@@ -152,16 +186,17 @@ class SaasTemplate(models.Model):
     def _build_failed(self, exc):
         """Stop the process if it still runs; remove a database this install created."""
         _logger.error("Building template %s (%s) failed: %s", self.code, self.database_name, exc)
-        paths, log_text = self._build_paths(), ""
+        paths = self._build_paths()
+        operation = self._build_operation()
         if self.build_pid:
             odoo_process.stop(self.build_pid, paths["status"])
-            log_text = odoo_process.tail(odoo_process.read_log(paths["log"], paths["status"]),
-                                         3000)
+            log_text = odoo_process.read_log(paths["log"], paths["status"])
+            if operation:
+                operation.log_tail = odoo_process.tail(log_text, 3000)
         if self.build_mode == "install" and self.database_owned:
             self._drop_database()
         self.sudo().write({"state": "error" if self.build_mode == "install" else "configuring",
-                           "build_pid": False,
-                           "build_log": "%s\n\n%s" % (exc, log_text) if log_text else str(exc)})
+                           "build_pid": False})
         self.message_post(body=self.env._("Template build failed: %(error)s", error=str(exc)))
 
     def _build_paths(self):

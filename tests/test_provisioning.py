@@ -13,7 +13,7 @@ from odoo.tests import tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import customize, pg, proxy
-from ..models.saas_instance import PROVISION_STEPS, ProvisionRun
+from ..models.saas_instance_provisioning import PROVISION_STEPS, ProvisionRun
 from .common import ClonedTemplateCase, assert_nowhere_in_database
 
 INSTANCE_LOGGER = "odoo.addons.saas_manager.models.saas_instance"

@@ -20,7 +20,7 @@ from odoo.tests import tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import pg
-from ..models.saas_instance import PENDING_DATABASE
+from ..models.saas_instance_provisioning import PENDING_DATABASE
 from .common import ClonedTemplateCase, build_template_database, free_port
 from .test_provisioning import INSTANCE_LOGGER
 

@@ -1,0 +1,328 @@
+"""Provisioning: a queued instance becomes a served client database, step by step."""
+
+import logging
+import os
+import re
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import psycopg2
+
+from odoo import models, sql_db
+from odoo.exceptions import UserError
+from odoo.modules.registry import Registry
+from odoo.tools import config
+
+from ..engine import customize, filestore, naming, pg, proxy, sanitize
+from .saas_instance import RENAMEABLE_STATES
+
+_logger = logging.getLogger(__name__)
+
+#: Provisioning steps, in order; each is a method ``_provision_<step>``.
+PROVISION_STEPS = ("clone", "filestore", "sanitize", "customize", "proxy")
+#: Where a clone is created before it is marked and renamed into place (instance id, random).
+PENDING_DATABASE = "saas_tmp_%d_%s"
+PENDING_DATABASE_RE = re.compile(r"saas_tmp_(\d+)_[0-9a-f]{8}")
+
+
+@dataclass
+class ProvisionRun:
+    """What one provisioning attempt carries from step to step."""
+
+    password: str
+    password_hash: object  # Future of the pbkdf2 hash, computed while cloning
+    undo: list = field(default_factory=list)
+
+
+class SaasInstance(models.Model):
+    _inherit = "saas.instance"
+
+    # -- provisioning ----------------------------------------------------------
+    def action_provision(self):
+        """Queue the provisioning: the request returns at once, the runner does the work."""
+        self.check_access("write")
+        for instance in self:
+            if instance.state not in RENAMEABLE_STATES:
+                raise UserError(self.env._("%(name)s is already provisioned.",
+                                           name=instance.name))
+            if instance.template_id.state != "ready":
+                raise UserError(self.env._(
+                    "The template %(tpl)s is not ready (locked) yet.",
+                    tpl=instance.template_id.name))
+        self.sudo().state = "provisioning"
+        for instance in self:
+            self.env["saas.operation"]._queue(instance, "provision")
+        return True
+
+    def _provision(self):
+        """Provision now, in this transaction (tests, benchmarks): the same operation the
+        runner would run.  True when the instance is active."""
+        self.ensure_one()
+        if self.state in RENAMEABLE_STATES:
+            self.sudo().state = "provisioning"
+        self.env["saas.operation"]._queue(self, "provision")._execute()
+        return self.state == "active"
+
+    def _saas_op_provision(self, run):
+        """Every step in order; on failure, undo what this attempt created, then raise."""
+        if self.state != "provisioning":
+            return
+        password = customize.new_password()
+        crypt = self.env["res.users"]._crypt_context()
+        with ThreadPoolExecutor(max_workers=1) as hasher:
+            # The one expensive hash runs on the other core while PostgreSQL clones.
+            attempt = ProvisionRun(password, hasher.submit(crypt.hash, password))
+            try:
+                if self.owned_database:
+                    with run.step("recover"):
+                        self._provision_recover()
+                for step in PROVISION_STEPS:
+                    with run.step(step):
+                        getattr(self, "_provision_%s" % step)(attempt)
+            except Exception as exc:  # undone here; recorded by the runner
+                if isinstance(exc, psycopg2.Error) and not self._testing():
+                    self.env.cr.rollback()  # the manager's own transaction may be aborted
+                    self.invalidate_recordset()
+                self._provision_undo(run, attempt.undo)
+                raise
+        self._provision_done(run)
+
+    def _saas_op_provision_failed(self, operation, exc):
+        """Failed for good: the instance is *failed* (Provision again retries); a retry
+        is coming: it stays *provisioning*."""
+        if operation.state == "queued":
+            self.message_post(body=self.env._(
+                "Provisioning attempt %(attempt)s failed at step %(step)s (%(error)s); "
+                "retried at %(when)s.", attempt=operation.attempt, step=operation.step,
+                error=str(exc), when=operation.next_run_at))
+            return
+        self.state = "failed"
+        self.message_post(body=self.env._("Provisioning failed at step %(step)s: %(error)s",
+                                          step=operation.step, error=str(exc)))
+
+    def _saas_op_provision_retried(self, operation):
+        self.state = "provisioning"
+
+    def _saas_op_provision_cancelled(self, operation):
+        if self.state == "provisioning":
+            self.state = "failed" if self.owned_database else "draft"
+
+    def _provision_recover(self):
+        """A previous attempt crashed after creating things: remove them, start clean."""
+        if self.sudo().owned_database:
+            _logger.info("Instance %s: removing what a previous attempt created", self.id)
+            self._provision_remove_database()
+            self._provision_remove_proxy()
+
+    def _provision_clone(self, run):
+        """CREATE DATABASE ... TEMPLATE under a pending name, marked, then renamed into place.
+
+        The pending name is unique and recorded as owned (committed) *before*
+        the statement, so a crash at any point leaves a database that is
+        recognisably this instance's: the pending one (marked or not, since
+        the crash may fall between the clone and its marker), or the renamed
+        one, which carries the marker from before the rename.  The clone is
+        hidden from Odoo (IS_TEMPLATE) until sanitized.
+        """
+        target = self._provision_names()["database"]
+        template = self.template_id
+        if template.state != "ready":
+            raise UserError(self.env._("The template %(tpl)s is no longer locked.",
+                                       tpl=template.name))
+        if os.path.exists(self._saas_filestore(target)):
+            raise UserError(self.env._(
+                "A filestore for %(db)s already exists and was not created for this instance: "
+                "it is left untouched.", db=target))
+        pending = PENDING_DATABASE % (self.id, secrets.token_hex(4))
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if pg.exists(conn, target) or pg.exists(conn, pending):
+                raise UserError(self.env._(
+                    "A database named %(db)s already exists and was not created for this "
+                    "instance: it is left untouched.", db=target))
+            if pg.connections_allowed(conn, template.database_name):
+                pg.terminate_sessions(conn, template.database_name)  # fails before owning
+            self._provision_mark_owned(pending)
+            run.undo.append(self._provision_remove_database)
+            pg.clone(conn, template.database_name, pending, owner_role=self._saas_db_owner(),
+                     strategy=self.env["saas.settings"]._get("saas.clone_strategy"),
+                     hidden=True)
+            pg.set_comment(conn, pending, self._owner_marker())
+            pg.rename(conn, pending, target)
+            self._provision_mark_owned(target)
+        self.sudo().write({"template_revision": template.revision,
+                           "template_built_at": template.built_at})
+
+    def _owner_marker(self):
+        return "saas_manager instance %s of %s" % (self.id, self.env.cr.dbname)
+
+    def _provision_filestore(self, run):
+        filestore.clone_tree(self._saas_filestore(self.template_id.database_name),
+                             self._saas_filestore(self.database_name))
+
+    def _provision_sanitize(self, run):
+        """New identity, template secrets out, template admin password replaced."""
+        conn = psycopg2.connect(dbname=self.database_name, **self._saas_pg_params())
+        try:
+            sanitize.sanitize(conn, self.url, admin=(
+                self.template_id.admin_login, self._admin_login(), run.password_hash.result()))
+        finally:
+            conn.close()
+        with pg.maintenance(self._saas_pg_params()) as maintenance:
+            pg.mark_template(maintenance, self.database_name, False)  # Odoo may serve it now
+
+    def _provision_customize(self, run):
+        """Company and customer administrator, over JSON-RPC through the serving Odoo."""
+        login = self._admin_login()
+        self.sudo().admin_login = login
+        partner = self.partner_id.commercial_partner_id
+        client = customize.connect(self._provision_server_url(), self.host)
+        timings = customize.customize(
+            client, self.database_name, login, run.password,
+            company={"name": partner.name, "email": partner.email, "phone": partner.phone,
+                     "street": partner.street, "city": partner.city, "zip": partner.zip,
+                     "country_code": partner.country_id.code,
+                     "currency_code": self.plan_id.currency_id.name},
+            admin={"name": self.partner_id.name, "email": self.partner_id.email,
+                   "lang": self.partner_id.lang,
+                   "tz": self.partner_id.tz or self.env.user.tz})
+        _logger.info("Instance %s customized: %s", self.id,
+                     ", ".join("%s %.2fs" % item for item in timings.items()))
+
+    def _admin_login(self):
+        """The customer's administrator logs in with the customer's email."""
+        return (self.partner_id.email or "admin@%s" % self.host).strip().lower()
+
+    def _provision_proxy(self, run):
+        """Write, validate and reload the nginx files, when a folder is configured."""
+        settings = self._proxy_settings()
+        if not settings["folder"]:
+            return
+        texts = {proxy.WILDCARD_FILE: proxy.render_wildcard(
+            self._saas_params()["base_domain"], settings["upstream"],
+            settings["websocket_upstream"], settings["certificate"], settings["key"])}
+        if self.custom_domain:
+            texts[proxy.INSTANCE_FILE % self.subdomain] = proxy.render_custom_domain(
+                self.custom_domain, self.host,
+                settings["certificate_pattern"].format(domain=self.custom_domain),
+                settings["key_pattern"].format(domain=self.custom_domain))
+        for name, text in texts.items():
+            path = os.path.join(settings["folder"], name)
+            previous = proxy.apply(path, text, settings["validate"], settings["reload"])
+            run.undo.append(lambda path=path, previous=previous: proxy.restore(
+                path, previous, settings["reload"]))
+
+    def _proxy_settings(self):
+        """From odoo.conf, never from the database: these name commands to run and
+        files to write on the server."""
+        get = config.get
+        return {
+            "folder": get("saas_proxy_conf_dir") or "",
+            "upstream": get("saas_proxy_upstream")
+            or "127.0.0.1:%s" % (get("http_port") or 8069),
+            "websocket_upstream": get("saas_proxy_websocket_upstream")
+            or "127.0.0.1:%s" % (get("gevent_port") or 8072),
+            "certificate": get("saas_proxy_certificate") or "",
+            "key": get("saas_proxy_certificate_key") or "",
+            "certificate_pattern": get("saas_proxy_domain_certificate")
+            or "/etc/letsencrypt/live/{domain}/fullchain.pem",
+            "key_pattern": get("saas_proxy_domain_certificate_key")
+            or "/etc/letsencrypt/live/{domain}/privkey.pem",
+            "validate": get("saas_proxy_validate_command") or "nginx -t",
+            "reload": get("saas_proxy_reload_command") or "nginx -s reload",
+        }
+
+    def _provision_server_url(self):
+        """The Odoo server that serves client databases (odoo.conf; default: this one).
+
+        From the server configuration, not the database: the customer's new
+        password is sent there."""
+        return config.get("saas_odoo_url") or "http://127.0.0.1:%s" % (
+            config.get("http_port") or 8069)
+
+    def _provision_names(self):
+        """Check that the names still follow the settings before anything is created."""
+        params = self._saas_params()
+        expected = naming.database_name(self.subdomain, params["base_domain"], params["routing"])
+        if expected != self.database_name:
+            raise UserError(self.env._(
+                "The base domain or routing mode changed since this instance was created: "
+                "its database would be %(new)s, not %(old)s. Change the subdomain to refresh.",
+                new=expected, old=self.database_name))
+        return {"database": self.database_name}
+
+    def _provision_mark_owned(self, database):
+        """Record durably (committed) which database name this instance owns, if any."""
+        self.sudo().owned_database = database or False
+        self._commit()
+
+    def _provision_remove_database(self):
+        """Drop the database recorded as owned, if it is provably this instance's.
+
+        A final name must carry this instance's marker.  A pending name (see
+        :meth:`_provision_clone`) is dropped marked or not, and so is the
+        instance's final name when it carries the marker: the crash came after
+        the rename.  A ``CREATE DATABASE`` of the pending name that a killed
+        worker left running in PostgreSQL is ended first: it would otherwise
+        create the database after this looked.
+        """
+        name = self.sudo().owned_database
+        if not name:
+            return
+        pending = self._is_pending_database(name)
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if pending:
+                pg.end_creation(conn, name)
+            self._drop_owned(conn, name, unmarked_ok=pending)
+            if pending and pg.comment(conn, self.database_name) == self._owner_marker():
+                self._drop_owned(conn, self.database_name)
+        if not pending:
+            filestore.remove_tree(self._saas_filestore(name))
+        self._provision_mark_owned(False)
+
+    def _is_pending_database(self, name):
+        match = PENDING_DATABASE_RE.fullmatch(name)
+        return bool(match) and int(match.group(1)) == self.id
+
+    def _drop_owned(self, conn, name, unmarked_ok=False):
+        if not pg.exists(conn, name):
+            return
+        marker = pg.comment(conn, name)
+        if marker != self._owner_marker() and not (unmarked_ok and marker is None):
+            raise UserError(self.env._(
+                "%(db)s does not carry this instance's marker: it is not dropped.", db=name))
+        Registry.delete(name)
+        sql_db.close_db(name)
+        pg.drop(conn, name)
+
+    def _provision_remove_proxy(self):
+        settings = self._proxy_settings()
+        if settings["folder"] and self.custom_domain:
+            proxy.restore(os.path.join(settings["folder"], proxy.INSTANCE_FILE % self.subdomain),
+                          None, settings["reload"])
+
+    def _provision_undo(self, run, undo):
+        """Replay the undo list, newest first; problems become a failed step."""
+        errors = []
+        for action in reversed(undo):
+            try:
+                action()
+            except Exception as undo_exc:  # every undo is tried
+                errors.append(str(undo_exc))
+        if errors:
+            run.steps.append({"name": "undo", "state": "failed", "seconds": 0,
+                              "error": "; ".join(errors)})
+
+    def _provision_done(self, run):
+        self.state = "active"
+        self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
+                                          url=self.url, sec=run.seconds()))
+        self._commit()  # the instance is live: nothing after this may undo it
+        try:
+            with self.env.cr.savepoint():
+                self._send_welcome()
+        except Exception as exc:  # the link can be sent again; the instance stays active
+            _logger.error("Instance %s: the welcome mail failed: %s", self.id, exc)
+            self.message_post(body=self.env._(
+                "The welcome mail could not be prepared (%(error)s). Use \"Send Welcome "
+                "Link\" once it is fixed.", error=str(exc)))

@@ -1,0 +1,405 @@
+"""saas.operation: everything done to an instance or a template, as a record.
+
+One record per provisioning, template build or refresh, suspension,
+reactivation, termination (and, as they come, backups, restores, updates and
+pool fills).  A button, a cron or a subscription *queues* an operation and
+wakes the runner (``ir.cron._trigger``); the request returns at once.
+
+**The runner** (:meth:`SaasOperation._cron_run`, one cron) takes due
+operations oldest first.  For each, it takes a session-level advisory lock on
+the *target* (an instance or a template), so that two workers never act on
+one target, re-reads the database after the lock (see
+``_refresh_snapshot``), runs the target's handler ``_saas_op_<kind>``, and
+commits.  A handler runs its steps through :meth:`_step`, which times them;
+the steps are written once, when the operation ends (so that a failure,
+rolled back, still shows its steps, and recording costs a single INSERT).
+
+**Failures** are *retryable* when they are expected to go away by themselves
+(:class:`..engine.errors.RetryableError`: a server not reachable, a database
+still in use): the operation is queued again with an exponential backoff
+(``saas.operation_retry_seconds`` x 2^(attempt-1)) until
+``saas.operation_max_attempts``, as OCA ``queue_job`` does for its
+``RetryableJobError``.  Any other failure is *fatal*: the operation fails
+and waits for an operator (Retry, or Cancel).
+
+**Interrupted runs**: the lock belongs to the worker's connection, so when
+a worker is killed the lock goes with it.  An operation found *running*,
+not waiting and not locked was interrupted: the runner resumes it (handlers
+are written so that running one again is safe, e.g. provisioning first
+removes what an earlier attempt created).
+
+**Waiting**: a handler may return a number of seconds (a template build
+polls its detached Odoo process): the operation stays *running*, unlocked,
+and the runner comes back to it then.
+"""
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import psycopg2
+
+from odoo import api, fields, models
+from odoo.exceptions import UserError
+
+from ..engine.errors import RetryableError
+
+_logger = logging.getLogger(__name__)
+
+OPERATION_KINDS = [
+    ("provision", "Provisioning"),
+    ("build", "Template Build"),
+    ("refresh", "Template Refresh"),
+    ("suspend", "Suspension"),
+    ("reactivate", "Reactivation"),
+    ("terminate", "Termination"),
+    ("backup", "Backup"),
+    ("restore", "Restore"),
+]
+OPERATION_STATES = [
+    ("queued", "Queued"),
+    ("running", "Running"),
+    ("done", "Done"),
+    ("failed", "Failed"),
+    ("cancelled", "Cancelled"),
+]
+OPEN_STATES = ("queued", "running")
+#: First key of the advisory locks, per target model (the second key is the id).
+LOCK_KEYS = {"saas.instance": 0x5AA5, "saas.template": 0x5AA6}
+#: A runner stops taking new operations after this many seconds (cron time limits).
+RUN_BUDGET = 240
+#: Characters of the error and log kept on the record.
+ERROR_LIMIT, LOG_LIMIT = 4000, 6000
+#: The bus notification sent when an operation changes (see static/src/js).
+BUS_TYPE = "saas_manager.operation"
+
+
+@dataclass
+class OperationRun:
+    """One run of an operation, as its target's handler sees it: the operation (its
+    params, its attempt) and the steps timed so far."""
+
+    operation: object
+    steps: list = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def step(self, name):
+        """Time one step; shown as the operation's current step while it runs."""
+        self.operation.step = name
+        self.operation._notify_progress()
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            self.steps.append({"name": name, "state": "failed",
+                               "error": str(exc)[:ERROR_LIMIT],
+                               "seconds": time.perf_counter() - start})
+            raise
+        self.steps.append({"name": name, "state": "done",
+                           "seconds": time.perf_counter() - start})
+
+    def seconds(self):
+        return sum(step["seconds"] for step in self.steps)
+
+
+class SaasOperation(models.Model):
+    _name = "saas.operation"
+    _description = "SaaS Operation"
+    _inherit = ["saas.protected.mixin", "saas.lifecycle.mixin"]
+    _order = "id desc"
+    _rec_name = "display_name"
+
+    kind = fields.Selection(OPERATION_KINDS, required=True, readonly=True, index=True,
+                            saas_protected=True)
+    instance_id = fields.Many2one("saas.instance", readonly=True, index="btree_not_null",
+                                  ondelete="cascade", saas_protected=True)
+    template_id = fields.Many2one("saas.template", readonly=True, index="btree_not_null",
+                                  ondelete="cascade", saas_protected=True)
+    state = fields.Selection(OPERATION_STATES, default="queued", required=True, readonly=True,
+                             index=True, saas_protected=True)
+    step = fields.Char(string="Current Step", readonly=True, saas_protected=True,
+                       help="The step being run, or the step that failed.")
+    step_ids = fields.One2many("saas.operation.step", "operation_id", string="Steps",
+                               readonly=True)
+    params = fields.Json(readonly=True, saas_protected=True,
+                         help="What the operation was asked to do (e.g. a suspension's reason).")
+    error = fields.Text(readonly=True, saas_protected=True)
+    retryable = fields.Boolean(readonly=True, saas_protected=True,
+                               help="The last failure was one that goes away by itself.")
+    attempt = fields.Integer(readonly=True, saas_protected=True)
+    max_attempts = fields.Integer(readonly=True, saas_protected=True)
+    next_run_at = fields.Datetime(
+        string="Next Run", readonly=True, saas_protected=True,
+        help="Not run before this time: the next retry, or when a waiting operation looks "
+             "again.")
+    requested_by = fields.Many2one("res.users", readonly=True, default=lambda self: self.env.user,
+                                   saas_protected=True)
+    started_at = fields.Datetime(readonly=True, saas_protected=True)
+    ended_at = fields.Datetime(readonly=True, saas_protected=True)
+    seconds = fields.Float(string="Duration (s)", digits=(16, 2), readonly=True,
+                           saas_protected=True, help="Time spent in the steps.")
+    log_tail = fields.Text(readonly=True, saas_protected=True)
+    target_name = fields.Char(compute="_compute_target_name")
+
+    _sql_constraints = [
+        ("one_target", "CHECK (num_nonnulls(instance_id, template_id) = 1)",
+         "An operation acts on exactly one instance or template."),
+    ]
+
+    @api.depends("kind", "instance_id", "template_id")
+    def _compute_display_name(self):
+        labels = dict(self._fields["kind"]._description_selection(self.env))
+        for operation in self:
+            operation.display_name = "%s: %s" % (labels.get(operation.kind, operation.kind),
+                                                 operation._target().display_name or "-")
+
+    def _compute_target_name(self):
+        for operation in self:
+            operation.target_name = operation._target().display_name
+
+    def _target(self):
+        return self.instance_id or self.template_id
+
+    # -- queueing ------------------------------------------------------------------
+    @api.model
+    def _queue(self, target, kind, params=None):
+        """The open operation of this kind on ``target``, or a new queued one.
+
+        Asking twice (a cron running again, a double click) gives the same
+        operation.  The runner is woken after the commit.
+        """
+        target.ensure_one()
+        link = self._target_field(target)
+        operation = self.sudo().search([(link, "=", target.id), ("kind", "=", kind),
+                                        ("state", "in", OPEN_STATES)], limit=1)
+        if not operation:
+            operation = self.sudo().create({
+                link: target.id, "kind": kind, "params": params or {},
+                "requested_by": self.env.uid,
+                "max_attempts": self.env["saas.settings"]._get("saas.operation_max_attempts")})
+        self._runner()._trigger()
+        return operation
+
+    @api.model
+    def _target_field(self, target):
+        return {"saas.instance": "instance_id", "saas.template": "template_id"}[target._name]
+
+    def _runner(self):
+        return self.env.ref("saas_manager.ir_cron_saas_operation").sudo()
+
+    # -- the runner ------------------------------------------------------------------
+    @api.model
+    def _cron_run(self):
+        """Run every due operation, oldest first, one at a time; then plan the next wake-up."""
+        deadline = time.monotonic() + RUN_BUDGET
+        seen, ran = set(), 0
+        while time.monotonic() < deadline:
+            operation = self._next_due(seen)
+            if not operation:
+                break
+            seen.add(operation.id)
+            ran += operation._execute()
+            self.env["ir.cron"]._notify_progress(done=ran, remaining=self._due_count())
+        self._plan_wakeup()
+        return ran
+
+    @api.model
+    def _due_domain(self):
+        now = fields.Datetime.now()
+        return [("state", "in", OPEN_STATES),
+                "|", ("next_run_at", "=", False), ("next_run_at", "<=", now)]
+
+    @api.model
+    def _due_count(self):
+        return self.sudo().search_count(self._due_domain())
+
+    @api.model
+    def _next_due(self, seen):
+        """The oldest due operation not tried in this run whose target has no older open one
+        (a target's operations run in the order they were asked for)."""
+        for operation in self.sudo().search([*self._due_domain(), ("id", "not in", list(seen))],
+                                            order="id", limit=50):
+            link = self._target_field(operation._target())
+            if not self.sudo().search_count([(link, "=", operation._target().id),
+                                             ("state", "in", OPEN_STATES),
+                                             ("id", "<", operation.id)]):
+                return operation
+            seen.add(operation.id)
+        return self.browse()
+
+    @api.model
+    def _plan_wakeup(self):
+        """Wake the runner when the next waiting or retried operation is due."""
+        upcoming = self.sudo().search([("state", "in", OPEN_STATES),
+                                       ("next_run_at", ">", fields.Datetime.now())],
+                                      order="next_run_at", limit=1)
+        if upcoming:
+            self._runner()._trigger(at=upcoming.next_run_at)
+
+    def _execute(self):
+        """Lock the target, run the operation once; 1 if it was run, 0 if another worker has
+        it or it is no longer due."""
+        self.ensure_one()
+        if not self._lock():
+            return 0
+        try:
+            self._refresh_snapshot()  # what the lock's previous holder committed
+            if self.state not in OPEN_STATES or (
+                    self.next_run_at and self.next_run_at > fields.Datetime.now()):
+                return 0
+            self._run_once()
+            return 1
+        finally:
+            self._unlock()
+
+    def _run_once(self):
+        polling = self.state == "running" and bool(self.next_run_at)
+        interrupted = self.state == "running" and not self.next_run_at
+        values = {"state": "running", "next_run_at": False}
+        if not polling:
+            values.update(attempt=self.attempt + 1, error=False, retryable=False)
+        if not self.started_at:
+            values["started_at"] = fields.Datetime.now()
+        run = OperationRun(self)
+        if interrupted:
+            run.steps.append({"name": "interrupted", "state": "failed", "seconds": 0,
+                              "error": self.env._("The worker running step %(step)s stopped "
+                                                  "(killed or restarted); resumed.",
+                                                  step=self.step or "-")})
+        self.write(values)
+        self._commit()
+        target = self._target().sudo()
+        try:
+            with self._attempt():
+                wait = getattr(target, "_saas_op_%s" % self.kind)(run)
+        except Exception as exc:  # recorded on the operation; the target decides its state
+            self._failed(target, run, exc)
+        else:
+            if wait:
+                self._wait(run, wait)
+            else:
+                self._done(run)
+        self._commit()
+
+    @contextlib.contextmanager
+    def _attempt(self):
+        """A savepoint in tests; outside tests the handler commits as it goes, and what it
+        left uncommitted is rolled back on failure."""
+        if self._testing():
+            with self.env.cr.savepoint():
+                yield
+            return
+        try:
+            yield
+        except Exception:
+            self.env.cr.rollback()
+            self.env.invalidate_all()
+            raise
+
+    def _write_steps(self, run):
+        self.env["saas.operation.step"].sudo().create([
+            {**step, "operation_id": self.id, "attempt": self.attempt, "sequence": index}
+            for index, step in enumerate(run.steps)])
+
+    # -- endings -----------------------------------------------------------------------
+    def _done(self, run):
+        self._write_steps(run)
+        self.write({"state": "done", "step": False, "ended_at": fields.Datetime.now(),
+                    "seconds": self.seconds + run.seconds()})
+        self._notify_progress()
+
+    def _wait(self, run, seconds):
+        self._write_steps(run)
+        self.write({"next_run_at": fields.Datetime.now() + timedelta(seconds=seconds),
+                    "seconds": self.seconds + run.seconds()})
+        self._runner()._trigger(at=self.next_run_at)
+
+    def _failed(self, target, run, exc):
+        """Retry a retryable failure with backoff while attempts remain; else fail."""
+        retry = isinstance(exc, RetryableError | psycopg2.OperationalError) and (
+            self.attempt < self.max_attempts)
+        _logger.log(logging.INFO if retry else logging.ERROR,
+                    "Operation %s (%s of %s) failed at step %s%s: %s", self.id, self.kind,
+                    self._target().display_name, self.step,
+                    ", will retry" if retry else "", exc)
+        values = {"error": str(exc)[:ERROR_LIMIT], "retryable": retry,
+                  "seconds": self.seconds + run.seconds()}
+        if retry:
+            delay = self.env["saas.settings"]._get("saas.operation_retry_seconds")
+            values.update(state="queued", next_run_at=fields.Datetime.now() + timedelta(
+                seconds=delay * 2 ** (self.attempt - 1)))
+        else:
+            values.update(state="failed", ended_at=fields.Datetime.now())
+        self._write_steps(run)
+        self.write(values)
+        getattr(target, "_saas_op_%s_failed" % self.kind, lambda op, err: None)(self, exc)
+        if retry:
+            self._runner()._trigger(at=self.next_run_at)
+        self._notify_progress()
+
+    def _notify_progress(self):
+        """Tell the SaaS users' browsers (on commit): an open form of the target reloads."""
+        target = self._target()
+        self.env["bus.bus"]._sendone(
+            self.env.ref("saas_manager.group_saas_user"), BUS_TYPE,
+            {"model": target._name, "id": target.id, "operation_id": self.id,
+             "state": self.state, "step": self.step or False})
+
+    # -- locks ---------------------------------------------------------------------------
+    def _lock(self):
+        """Session-level advisory lock on the target: survives the operation's commits, and
+        goes with the worker's connection if the worker dies."""
+        target = self._target()
+        self.env.cr.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                            [LOCK_KEYS[target._name], target.id])
+        return self.env.cr.fetchone()[0]
+
+    def _unlock(self):
+        """Release the lock; an aborted transaction is rolled back first (outside tests)."""
+        aborted = psycopg2.extensions.TRANSACTION_STATUS_INERROR
+        if self.env.cr._cnx.get_transaction_status() == aborted and not self._testing():
+            self.env.cr.rollback()
+        target = self._target()
+        self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)",
+                            [LOCK_KEYS[target._name], target.id])
+
+    # -- buttons -------------------------------------------------------------------------
+    def action_retry(self):
+        """Queue a failed operation again (its target decides whether it still applies)."""
+        self._check_operator()
+        if self.filtered(lambda op: op.state != "failed"):
+            raise UserError(self.env._("Only failed operations can be retried."))
+        for operation in self.sudo():
+            operation.write({"state": "queued", "next_run_at": False, "ended_at": False,
+                             "max_attempts": operation.attempt + operation.max_attempts})
+            getattr(operation._target(), "_saas_op_%s_retried" % operation.kind,
+                    lambda op: None)(operation)
+        self._runner()._trigger()
+        return True
+
+    def action_cancel(self):
+        """Cancel a queued or failed operation (a running one is stopped by its target's own
+        button, e.g. Cancel Build)."""
+        self._check_operator()
+        if self.filtered(lambda op: op.state not in ("queued", "failed")):
+            raise UserError(self.env._("Only queued or failed operations can be cancelled."))
+        for operation in self.sudo():
+            operation.write({"state": "cancelled", "next_run_at": False,
+                             "ended_at": fields.Datetime.now()})
+            getattr(operation._target(), "_saas_op_%s_cancelled" % operation.kind,
+                    lambda op: None)(operation)
+            operation._notify_progress()
+        return True
+
+    def _check_operator(self):
+        """Retry and cancel act on the target: the right to edit it is required."""
+        for operation in self:
+            operation._target().check_access("write")
+
+    def action_open_target(self):
+        self.ensure_one()
+        target = self._target()
+        return {"type": "ir.actions.act_window", "res_model": target._name,
+                "res_id": target.id, "view_mode": "form", "target": "current"}

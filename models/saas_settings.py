@@ -1,0 +1,108 @@
+"""The one place saas_manager reads its settings from.
+
+Two sources, kept apart on purpose (see CONFIGURATION.md):
+
+* **odoo.conf**, the server's configuration file: everything that names a
+  command, a path, a credential or an address (PostgreSQL, data_dir, backup
+  folder, proxy commands, the Odoo URL that serves the clients, the key that
+  encrypts secrets).  Nothing stored in the database can change these, so no
+  database user can make the server run a command or reach a new address.
+  Read with :func:`conf`; a ``saas.server`` names the section it reads
+  (``[options]`` for the local server).
+* **ir.config_parameter**, the Settings screen: business settings (base
+  domain, grace days, retries...).  Read with ``saas.settings._get(key)``,
+  typed, with its default from :data:`SETTINGS`, the one table of defaults,
+  which ``res.config.settings`` shares.
+
+No other module of saas_manager imports ``odoo.tools.config``.
+"""
+
+import os
+
+from odoo import api, models
+from odoo.tools import config
+
+from ..engine import naming, pg
+
+#: ir.config_parameter key -> (type, default).  Text is stored for every type
+#: (Odoo deletes a parameter set to False or 0, which would bring the default
+#: back), and read back through the type.
+SETTINGS = {
+    "saas.base_domain": (str, ""),
+    "saas.routing_mode": (str, naming.ROUTING_HOST),
+    "saas.reserved_subdomains": (str, ""),
+    "saas.clone_strategy": (str, pg.DEFAULT_STRATEGY),
+    "saas.invoice_auto_post": (bool, True),
+    "saas.payment_grace_days": (int, 7),
+    "saas.limit_policy": (str, "notify"),
+    "saas.limit_suspend_days": (int, 7),
+    "saas.health_alert_failures": (int, 3),
+    "saas.welcome_link_hours": (int, 72),
+    "saas.operation_max_attempts": (int, 5),
+    "saas.operation_retry_seconds": (int, 30),
+}
+
+
+def conf(key, default=None, section=None):
+    """An odoo.conf option: from ``[options]``, or from ``section`` when given.
+
+    Empty values count as missing, so ``default`` applies to ``key =`` too.
+    """
+    values = config.misc.get(section, {}) if section else config.options
+    value = values.get(key)
+    return default if value in (None, "", False) else value
+
+
+def conf_flag(key, section=None):
+    """A yes/no odoo.conf option (``True``, ``1``, ``yes``), false when absent."""
+    return str(conf(key, "", section)).lower() in ("1", "true", "yes")
+
+
+def conf_sections():
+    """The odoo.conf sections other than ``[options]``."""
+    return sorted(config.misc)
+
+
+def server_key():
+    """The key secrets are encrypted with: ``saas_manager_key`` (odoo.conf) or the
+    ``SAAS_MANAGER_KEY`` environment variable; never from the database."""
+    return conf("saas_manager_key") or os.environ.get("SAAS_MANAGER_KEY", "")
+
+
+def runs_crons():
+    """Whether this process is a server whose cron workers will run (not ``-i ...
+    --stop-after-init``, not ``--max-cron-threads 0``)."""
+    return not conf("stop_after_init") and bool(conf("max_cron_threads"))
+
+
+def config_file():
+    """The odoo.conf this server read, if it is a file."""
+    return config.rcfile if config.rcfile and os.path.isfile(config.rcfile) else None
+
+
+class SaasSettings(models.AbstractModel):
+    """Typed business settings with one table of defaults (:data:`SETTINGS`)."""
+
+    _name = "saas.settings"
+    _description = "SaaS Settings"
+
+    @api.model
+    def _get(self, key):
+        kind, default = SETTINGS[key]
+        value = self.env["ir.config_parameter"].sudo().get_param(key)
+        if value in (None, False, ""):
+            return default
+        if kind is bool:
+            return value == "True"
+        if kind is int:
+            try:
+                return int(value)
+            except ValueError:
+                return default
+        return value.strip()
+
+    @api.model
+    def _set(self, key, value):
+        kind, _default = SETTINGS[key]
+        text = str(bool(value)) if kind is bool else str(value if value is not None else "")
+        self.env["ir.config_parameter"].sudo().set_param(key, text)
