@@ -141,17 +141,18 @@ def provision_many(registry, template, count, made):
                 "partner_id": partner.id, "template_id": tpl.id,
                 "plan_id": env.ref("saas_manager.plan_starter").id})
             made.append(instance.database_name)
-            instance.write({"state": "provisioning"})
             cr.commit()
             start = time.perf_counter()
-            ok = instance._provision()
+            ok = instance._provision()  # the provisioning operation, as the runner runs it
             ours.append(time.perf_counter() - start)
             cr.commit()
+            operation = env["saas.operation"].search([("instance_id", "=", instance.id)])
             if not ok:
-                raise RuntimeError(instance.last_error)
-            for row in instance.provision_timings.splitlines():
-                step, seconds = row.split()[:2]
-                steps.setdefault(step, []).append(float(seconds))
+                raise RuntimeError(operation.error)
+            for step in operation.step_ids:
+                steps.setdefault(step.name, []).append(step.seconds)
+            # Outside the steps: the operation record, its lock and commits, the welcome mail.
+            steps.setdefault("(outside steps)", []).append(ours[-1] - operation.seconds)
             start = time.perf_counter()
             response = requests.get("http://127.0.0.1:%s/web/login" % config["http_port"],
                                     headers={"Host": instance.host}, timeout=60)
@@ -197,7 +198,7 @@ def report(ours, steps, first_login, dup, fresh):
     print("ratio p50 provision / exp_duplicate_database: %.2f" % (pct(ours, 50) / pct(dup, 50)))
     print("ratio p50 provision / fresh -i base,mail:     %.3f  (%.0fx faster)" % (
         pct(ours, 50) / pct(fresh, 50), pct(fresh, 50) / pct(ours, 50)))
-    print("provision median: %.3f s (target p50 <= 1.5 s)" % statistics.median(ours))
+    print("provision median: %.3f s (target p50 <= 1.0 s)" % statistics.median(ours))
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ class SaasInstance(models.Model):
         self.sudo().plan_id = plan
 
     def _saas_operation(self, kind, params=None):
-        operation = self.env["saas.operation"]._queue(self, kind, params)
-        operation._execute(inline=True)
+        operation = self.env["saas.operation"]._queue(self, kind, params, wake=False)
+        if not operation._execute(inline=True):
+            operation._runner()._trigger()  # busy: the runner takes it when it is free
         return operation
 
     # -- handlers (run by saas.operation, as superuser) ------------------------------

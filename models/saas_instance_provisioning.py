@@ -61,7 +61,7 @@ class SaasInstance(models.Model):
         self.ensure_one()
         if self.state in RENAMEABLE_STATES:
             self.sudo().state = "provisioning"
-        self.env["saas.operation"]._queue(self, "provision")._execute()
+        self.env["saas.operation"]._queue(self, "provision", wake=False)._execute()
         return self.state == "active"
 
     def _saas_op_provision(self, run):

@@ -10,9 +10,12 @@ operations oldest first.  For each, it takes a session-level advisory lock on
 the *target* (an instance or a template), so that two workers never act on
 one target, re-reads the database after the lock (see
 ``_refresh_snapshot``), runs the target's handler ``_saas_op_<kind>``, and
-commits.  A handler runs its steps through :meth:`_step`, which times them;
-the steps are written once, when the operation ends (so that a failure,
-rolled back, still shows its steps, and recording costs a single INSERT).
+commits.  A handler receives an :class:`OperationRun` and runs its steps in
+``with run.step(name):``, which times them and commits the current step (the
+operator's form shows it); the steps are written once, when the attempt ends
+(so that a failure, rolled back, still shows its steps, and recording costs
+a single INSERT).  Short operations that are safe to repeat (suspend,
+reactivate) run *inline*, inside the caller's transaction.
 
 **Failures** are *retryable* when they are expected to go away by themselves
 (:class:`..engine.errors.RetryableError`: a server not reachable, a database
@@ -82,13 +85,17 @@ class OperationRun:
     params, its attempt) and the steps timed so far."""
 
     operation: object
+    inline: bool = False
     steps: list = field(default_factory=list)
 
     @contextlib.contextmanager
     def step(self, name):
-        """Time one step; shown as the operation's current step while it runs."""
+        """Time one step; shown as the operation's current step while it runs (committed,
+        so the operator's form shows it, unless the run is inline)."""
         self.operation.step = name
         self.operation._notify_progress()
+        if not self.inline:
+            self.operation._commit()
         start = time.perf_counter()
         try:
             yield
@@ -164,11 +171,12 @@ class SaasOperation(models.Model):
 
     # -- queueing ------------------------------------------------------------------
     @api.model
-    def _queue(self, target, kind, params=None):
+    def _queue(self, target, kind, params=None, wake=True):
         """The open operation of this kind on ``target``, or a new queued one.
 
         Asking twice (a cron running again, a double click) gives the same
-        operation.  The runner is woken after the commit.
+        operation.  The runner is woken after the commit (unless ``wake`` is
+        false: the caller runs it itself).
         """
         target.ensure_one()
         link = self._target_field(target)
@@ -179,7 +187,8 @@ class SaasOperation(models.Model):
                 link: target.id, "kind": kind, "params": params or {},
                 "requested_by": self.env.uid,
                 "max_attempts": self.env["saas.settings"]._get("saas.operation_max_attempts")})
-        self._runner()._trigger()
+        if wake:
+            self._runner()._trigger()
         return operation
 
     @api.model
@@ -238,23 +247,30 @@ class SaasOperation(models.Model):
         if upcoming:
             self._runner()._trigger(at=upcoming.next_run_at)
 
-    def _execute(self):
+    def _execute(self, inline=False):
         """Lock the target, run the operation once; 1 if it was run, 0 if another worker has
-        it or it is no longer due."""
+        it or it is no longer due.
+
+        ``inline`` runs it inside the caller's transaction (a button, a
+        subscription cron's step): no commit, a savepoint around the handler.
+        Only short operations that are safe to repeat run inline; the runner
+        runs the others.
+        """
         self.ensure_one()
         if not self._lock():
             return 0
         try:
-            self._refresh_snapshot()  # what the lock's previous holder committed
+            if not inline:
+                self._refresh_snapshot()  # what the lock's previous holder committed
             if self.state not in OPEN_STATES or (
                     self.next_run_at and self.next_run_at > fields.Datetime.now()):
                 return 0
-            self._run_once()
+            self._run_once(inline)
             return 1
         finally:
-            self._unlock()
+            self._unlock(inline)
 
-    def _run_once(self):
+    def _run_once(self, inline=False):
         polling = self.state == "running" and bool(self.next_run_at)
         interrupted = self.state == "running" and not self.next_run_at
         values = {"state": "running", "next_run_at": False}
@@ -262,17 +278,18 @@ class SaasOperation(models.Model):
             values.update(attempt=self.attempt + 1, error=False, retryable=False)
         if not self.started_at:
             values["started_at"] = fields.Datetime.now()
-        run = OperationRun(self)
+        run = OperationRun(self, inline)
         if interrupted:
             run.steps.append({"name": "interrupted", "state": "failed", "seconds": 0,
                               "error": self.env._("The worker running step %(step)s stopped "
                                                   "(killed or restarted); resumed.",
                                                   step=self.step or "-")})
         self.write(values)
-        self._commit()
+        if not inline:
+            self._commit()
         target = self._target().sudo()
         try:
-            with self._attempt():
+            with self._attempt(inline):
                 wait = getattr(target, "_saas_op_%s" % self.kind)(run)
         except Exception as exc:  # recorded on the operation; the target decides its state
             self._failed(target, run, exc)
@@ -281,13 +298,14 @@ class SaasOperation(models.Model):
                 self._wait(run, wait)
             else:
                 self._done(run)
-        self._commit()
+        if not inline:
+            self._commit()
 
     @contextlib.contextmanager
-    def _attempt(self):
-        """A savepoint in tests; outside tests the handler commits as it goes, and what it
-        left uncommitted is rolled back on failure."""
-        if self._testing():
+    def _attempt(self, inline):
+        """A savepoint inline and in tests; otherwise the handler commits as it goes, and
+        what it left uncommitted is rolled back on failure."""
+        if inline or self._testing():
             with self.env.cr.savepoint():
                 yield
             return
@@ -356,10 +374,12 @@ class SaasOperation(models.Model):
                             [LOCK_KEYS[target._name], target.id])
         return self.env.cr.fetchone()[0]
 
-    def _unlock(self):
-        """Release the lock; an aborted transaction is rolled back first (outside tests)."""
+    def _unlock(self, inline=False):
+        """Release the lock; an aborted transaction is rolled back first (by the runner,
+        outside tests)."""
         aborted = psycopg2.extensions.TRANSACTION_STATUS_INERROR
-        if self.env.cr._cnx.get_transaction_status() == aborted and not self._testing():
+        if (self.env.cr._cnx.get_transaction_status() == aborted and not inline
+                and not self._testing()):
             self.env.cr.rollback()
         target = self._target()
         self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)",
@@ -397,6 +417,12 @@ class SaasOperation(models.Model):
         """Retry and cancel act on the target: the right to edit it is required."""
         for operation in self:
             operation._target().check_access("write")
+
+    def action_view_steps(self):
+        """The operation with its steps, over the form it is listed in."""
+        self.ensure_one()
+        return {"type": "ir.actions.act_window", "res_model": self._name, "res_id": self.id,
+                "view_mode": "form", "target": "new", "name": self.display_name}
 
     def action_open_target(self):
         self.ensure_one()

@@ -372,9 +372,13 @@ class SaasSubscription(models.Model):
         return not newer and instance.subscription_id in (self, self.browse())
 
     def _terminate(self):
-        if self.instance_id.state not in ("terminated", "draft", "failed"):
+        """Terminate the instance (an operation): the subscription is terminated when the
+        instance says it is gone (:meth:`_saas_instance_terminated`); until then the
+        expiry cron asks again each day, so a failed termination is tried again."""
+        if self.instance_id.state in ("terminated", "draft", "failed"):
+            self.state = "terminated"
+        else:
             self.instance_id._terminate()
-        self.state = "terminated"
 
     def _saas_instance_terminated(self):
         """The instance's API tells its running subscriptions it is gone: they end."""

@@ -12,3 +12,4 @@ from . import test_mail_templates
 from . import test_welcome
 from . import test_access_rpc
 from . import test_provisioning_crash
+from . import test_operations

@@ -55,7 +55,27 @@ class NameChecks:
         return error
 
 
-class SaasCase(NameChecks, ServerKeyCase, TransactionCase):
+#: The logger of the operation runner, which logs an operation's fatal failure as an ERROR.
+OPERATION_LOGGER = "odoo.addons.saas_manager.models.saas_operation"
+
+
+class OperationChecks:
+    """Run the operation runner as its cron would, and look at what it recorded."""
+
+    def run_operations(self):
+        return self.env["saas.operation"]._cron_run()
+
+    def last_operation(self, target, kind=None):
+        link = self.env["saas.operation"]._target_field(target)
+        domain = [(link, "=", target.id)] + ([("kind", "=", kind)] if kind else [])
+        return self.env["saas.operation"].search(domain, order="id desc", limit=1)
+
+    def op_error(self, target):
+        """The error of ``target``'s last operation (assertion messages)."""
+        return self.last_operation(target).error
+
+
+class SaasCase(OperationChecks, NameChecks, ServerKeyCase, TransactionCase):
     """Base domain set, one customer, and a user per SaaS group."""
 
     @classmethod
@@ -180,7 +200,7 @@ def build_template_database(name, modules="base"):
         raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
 
 
-class ClonedTemplateCase(InstanceDatabaseChecks, ServerKeyCase, HttpCase):
+class ClonedTemplateCase(OperationChecks, InstanceDatabaseChecks, ServerKeyCase, HttpCase):
     """A real template database (base only, built by a separate Odoo) to clone from,
     under the tests' base domain saas.test."""
 

@@ -7,8 +7,8 @@ from .common import ServerKeyCase
 ACCESS_ERROR = "odoo.exceptions.AccessError"
 #: What a portal customer must not read of its own instance.
 INTERNAL_INSTANCE_FIELDS = (
-    "database_name", "owned_database", "provision_step", "provision_timings",
-    "provision_seconds", "last_error", "template_revision", "template_built_at",
+    "database_name", "owned_database", "operation_ids", "operation_error",
+    "template_revision", "template_built_at",
     "health_checked_at", "health_response_ms", "health_failures", "health_history",
     "health_error", "database_mb", "filestore_mb", "user_id", "backup_dump_path",
     "backup_filestore_path", "subdomain_released",

@@ -1,4 +1,9 @@
+import importlib.util
+import os
+
 from odoo.tests import TransactionCase, tagged
+
+from .common import SaasCase
 
 
 @tagged("post_install", "-at_install")
@@ -52,6 +57,36 @@ class TestSeedData(TransactionCase):
         self.assertEqual(root.name, "SaaS Manager")
         children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
         self.assertEqual(children, {
-            "Operations": ["Instances", "Subscriptions"],
+            "Customers": ["Instances", "Subscriptions"],
+            "Operations": [],
             "Configuration": ["Templates", "Plans", "Settings"],
         })
+
+
+@tagged("post_install", "-at_install")
+class TestMigration(SaasCase):
+    """18.0.1.1.0: work left by the old crons becomes operations; old columns go."""
+
+    @staticmethod
+    def load(name):
+        path = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                            "migrations", "18.0.1.1.0", "%s.py" % name)
+        spec = importlib.util.spec_from_file_location("saas_manager_migration_%s" % name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def test_post_migration(self):
+        instance = self.make_instance("migrated")
+        self.env.cr.execute("UPDATE saas_instance SET state = 'provisioning' WHERE id = %s",
+                            [instance.id])
+        self.env.cr.execute("ALTER TABLE saas_instance ADD COLUMN admin_password_encrypted "
+                            "varchar, ADD COLUMN provision_timings text")
+        self.load("post-migration").migrate(self.env.cr, "18.0.1.0.0")
+        self.env.invalidate_all()
+        self.assertEqual(self.last_operation(instance).mapped("state"), ["queued"])
+        self.env.cr.execute("SELECT column_name FROM information_schema.columns WHERE "
+                            "table_name = 'saas_instance' AND column_name IN "
+                            "('admin_password_encrypted', 'provision_timings')")
+        self.assertEqual(self.env.cr.fetchall(), [])
+        self.load("post-migration").migrate(self.env.cr, None)  # a new install: nothing

@@ -32,8 +32,8 @@ class TestLifecycleEffects(ClonedTemplateCase):
     def live_instance(self):
         instance = self.new_instance()
         instance.action_provision()
-        self.env["saas.instance"]._cron_provision()
-        self.assertEqual(instance.state, "active", instance.last_error)
+        self.run_operations()
+        self.assertEqual(instance.state, "active", self.op_error(instance))
         return instance
 
     def login_page(self, instance):
@@ -87,6 +87,7 @@ class TestLifecycleEffects(ClonedTemplateCase):
         self.assertTrue(os.path.isdir(filestore), "a wrong confirmation changes nothing")
         wizard.confirmation = instance.subdomain
         wizard.action_confirm()
+        self.run_operations()
         self.assertEqual(instance.state, "terminated")
         self.assertFalse(self.database_exists(instance))
         self.assertFalse(os.path.exists(filestore))

@@ -14,9 +14,9 @@ from odoo.tools import config, mute_logger
 
 from ..engine import customize, pg, proxy
 from ..models.saas_instance_provisioning import PROVISION_STEPS, ProvisionRun
-from .common import ClonedTemplateCase, assert_nowhere_in_database
+from .common import OPERATION_LOGGER, ClonedTemplateCase, assert_nowhere_in_database
 
-INSTANCE_LOGGER = "odoo.addons.saas_manager.models.saas_instance"
+INSTANCE_LOGGER = OPERATION_LOGGER
 real_new_password = customize.new_password
 
 
@@ -44,8 +44,8 @@ class TestProvisioning(ClonedTemplateCase):
         instance = self.new_instance()
         instance.action_provision()
         self.assertEqual(instance.state, "provisioning", "the request only queues the job")
-        self.env["saas.instance"]._cron_provision()
-        self.assertEqual(instance.state, "active", instance.last_error)
+        self.run_operations()
+        self.assertEqual(instance.state, "active", self.op_error(instance))
         database = instance.database_name
         with pg.maintenance(self.pg_params) as conn:
             self.assertTrue(pg.exists(conn, database))
@@ -57,9 +57,14 @@ class TestProvisioning(ClonedTemplateCase):
         self.assertNotEqual(identity["database.uuid"], self.tpl_identity["database.uuid"])
         self.assertNotEqual(identity["database.secret"], self.tpl_identity["database.secret"])
         self.assertEqual(identity["web.base.url"], "https://%s.saas.test" % instance.subdomain)
-        for step in PROVISION_STEPS:
-            self.assertIn(step, instance.provision_timings)
-        self.assertGreater(instance.provision_seconds, 0)
+        operation = self.last_operation(instance, "provision")
+        self.assertEqual((operation.state, operation.attempt), ("done", 1))
+        self.assertEqual(operation.step_ids.mapped("name"), list(PROVISION_STEPS))
+        timed = {step.name: step.seconds for step in operation.step_ids}
+        self.assertGreater(timed["clone"], 0)
+        self.assertGreater(timed["customize"], 0)
+        self.assertAlmostEqual(operation.seconds, sum(operation.step_ids.mapped("seconds")),
+                               delta=0.01)
 
         client = self.rpc_login(instance, "owner@acme.test", self.set_customer_password(instance))
         user = client.env.user
@@ -84,8 +89,8 @@ class TestProvisioning(ClonedTemplateCase):
         instance = self.new_instance()
         instance.action_provision()
         with patch.object(customize, "new_password", new_password):
-            self.env["saas.instance"]._cron_provision()
-        self.assertEqual(instance.state, "active", instance.last_error)
+            self.run_operations()
+        self.assertEqual(instance.state, "active", self.op_error(instance))
         self.assertEqual(len(generated), 1)
         assert_nowhere_in_database(self, self.env.cr, [generated[0], "/saas/welcome#"])
         self.assertIn("Welcome link e-mailed", str(instance.message_ids[0].body))
@@ -106,9 +111,9 @@ class TestProvisioning(ClonedTemplateCase):
                 with patch.object(Instance, "_provision_%s" % step, failing), \
                         mute_logger(INSTANCE_LOGGER):
                     instance.action_provision()
-                    self.env["saas.instance"]._cron_provision()
+                    self.run_operations()
                 self.assertEqual(instance.state, "failed")
-                self.assertIn("injected failure after %s" % step, instance.last_error)
+                self.assertIn("injected failure after %s" % step, self.op_error(instance))
                 self.assertEqual(self.databases(), before, "no orphan database")
                 self.assertFalse(os.path.exists(config.filestore(instance.database_name)))
                 self.assertFalse(instance.owned_database)
@@ -119,11 +124,11 @@ class TestProvisioning(ClonedTemplateCase):
                           side_effect=RuntimeError("server down")), \
                 mute_logger(INSTANCE_LOGGER):
             instance.action_provision()
-            self.env["saas.instance"]._cron_provision()
+            self.run_operations()
         self.assertEqual(instance.state, "failed")
         instance.action_provision()  # the Retry button
-        self.env["saas.instance"]._cron_provision()
-        self.assertEqual(instance.state, "active", instance.last_error)
+        self.run_operations()
+        self.assertEqual(instance.state, "active", self.op_error(instance))
 
     def test_crash_after_clone_converges(self):
         """A worker killed mid-way leaves a database it recorded as its own: the next run
@@ -132,8 +137,8 @@ class TestProvisioning(ClonedTemplateCase):
         instance.action_provision()
         instance._provision_clone(ProvisionRun("x", None))  # then the process "dies"
         self.assertEqual(instance.owned_database, instance.database_name)
-        self.env["saas.instance"]._cron_provision()
-        self.assertEqual(instance.state, "active", instance.last_error)
+        self.run_operations()
+        self.assertEqual(instance.state, "active", self.op_error(instance))
 
     def test_invalid_names_create_nothing(self):
         before = self.databases()
@@ -152,16 +157,16 @@ class TestProvisioning(ClonedTemplateCase):
             pg.clone(conn, self.tpl_db, instance.database_name)
         with mute_logger(INSTANCE_LOGGER):
             instance.action_provision()
-            self.env["saas.instance"]._cron_provision()
+            self.run_operations()
         self.assertEqual(instance.state, "failed")
-        self.assertIn("already exists", instance.last_error)
+        self.assertIn("already exists", self.op_error(instance))
         with pg.maintenance(self.pg_params) as conn:
             self.assertTrue(pg.exists(conn, instance.database_name))
 
     def test_two_provisions_of_one_name_make_one_database(self):
         first = self.new_instance(subdomain="twice%s" % uuid.uuid4().hex[:6])
         first.action_provision()
-        self.env["saas.instance"]._cron_provision()
+        self.run_operations()
         with self.assertRaises(ValidationError):
             self.new_instance(subdomain=first.subdomain)
         with self.assertRaises(UserError):
@@ -199,8 +204,8 @@ class TestProvisioning(ClonedTemplateCase):
         self.patch(config, "options", options)
         instance = self.new_instance(custom_domain="erp.acme-test.com")
         instance.action_provision()
-        self.env["saas.instance"]._cron_provision()
-        self.assertEqual(instance.state, "active", instance.last_error)
+        self.run_operations()
+        self.assertEqual(instance.state, "active", self.op_error(instance))
         custom = os.path.join(folder, "sites", proxy.INSTANCE_FILE % instance.subdomain)
         with open(custom) as handle:
             text = handle.read()
@@ -214,9 +219,9 @@ class TestProvisioning(ClonedTemplateCase):
         broken = self.new_instance(custom_domain="shop.acme-test.com")
         with mute_logger(INSTANCE_LOGGER):
             broken.action_provision()
-            self.env["saas.instance"]._cron_provision()
+            self.run_operations()
         self.assertEqual(broken.state, "failed")
-        self.assertIn("nginx validation", broken.last_error)
+        self.assertIn("nginx validation", self.op_error(broken))
         self.assertFalse(os.path.exists(
             os.path.join(folder, "sites", proxy.INSTANCE_FILE % broken.subdomain)))
         with pg.maintenance(self.pg_params) as conn:
@@ -253,11 +258,12 @@ class TestProvisioning(ClonedTemplateCase):
         instance = self.new_instance()
         with pg.maintenance(self.pg_params) as conn:
             pg.clone(conn, self.tpl_db, instance.database_name)
-        instance.write({"state": "provisioning", "owned_database": instance.database_name})
+        instance.write({"owned_database": instance.database_name})
         with mute_logger(INSTANCE_LOGGER):
-            self.env["saas.instance"]._cron_provision()
+            instance.action_provision()
+            self.run_operations()
         self.assertEqual(instance.state, "failed")
-        self.assertIn("marker", instance.last_error)
+        self.assertIn("marker", self.op_error(instance))
         with pg.maintenance(self.pg_params) as conn:
             self.assertTrue(pg.exists(conn, instance.database_name))
 
@@ -275,9 +281,9 @@ class TestProvisioning(ClonedTemplateCase):
             return original(record, run)
 
         with patch.object(type(instance), "_provision_sanitize", spy):
-            self.env["saas.instance"]._cron_provision()
+            self.run_operations()
         self.assertTrue(seen["hidden"], "Odoo lists no template database: not servable yet")
-        self.assertEqual(instance.state, "active", instance.last_error)
+        self.assertEqual(instance.state, "active", self.op_error(instance))
         with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
             cr.execute("SELECT datistemplate FROM pg_database WHERE datname = %s",
                        [instance.database_name])

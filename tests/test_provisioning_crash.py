@@ -86,8 +86,8 @@ class TestCloneCrashConvergence(ClonedTemplateCase):
                 before = self.databases()
                 instance.action_provision()
                 self.interrupt_clone(instance, point)
-                self.env["saas.instance"]._cron_provision()  # the next run
-                self.assertEqual(instance.state, "active", instance.last_error)
+                self.run_operations()  # the next run
+                self.assertEqual(instance.state, "active", self.op_error(instance))
                 self.assertEqual(self.databases() - before, {instance.database_name},
                                  "no database left that nothing owns")
                 self.assertEqual(instance.owned_database, instance.database_name)
@@ -99,9 +99,9 @@ class TestCloneCrashConvergence(ClonedTemplateCase):
         with pg.maintenance(self.pg_params) as conn:
             pg.clone(conn, self.tpl_db, instance.database_name)  # somebody else's
         with mute_logger(INSTANCE_LOGGER):
-            self.env["saas.instance"]._cron_provision()
+            self.run_operations()
         self.assertEqual(instance.state, "failed")
-        self.assertIn("already exists", instance.last_error)
+        self.assertIn("already exists", self.op_error(instance))
         self.assertTrue(self.database_exists(instance), "left untouched")
 
 
@@ -155,7 +155,7 @@ class TestRealRunners(ClonedTemplateCase):
             conn.close()
 
     def run_cron(self, cr):
-        api.Environment(cr, SUPERUSER_ID, {})["saas.instance"]._cron_provision()
+        api.Environment(cr, SUPERUSER_ID, {})["saas.operation"]._cron_run()
 
     def test_a_runner_with_an_old_snapshot_does_not_undo_the_first(self):
         """B reads while A provisions (after A recorded the database), takes the lock
@@ -266,5 +266,13 @@ class TestRealRunners(ClonedTemplateCase):
         self.assertTrue(done, "resumed before the cron workers' first 60 s sleep ended")
         self.assertEqual(self.committed(state_query, [instance_id]), ("active", database))
         self.assertEqual(self.databases() - before, {database}, "no orphan database")
+        operation_query = "SELECT state, attempt FROM saas_operation WHERE instance_id = %s"
+        self.wait_for(lambda: self.committed(operation_query, [instance_id])[0] == "done", 30)
+        self.assertEqual(self.committed(operation_query, [instance_id]), ("done", 2),
+                         "one operation, interrupted once, resumed")
+        self.assertEqual(self.committed(
+            "SELECT count(*) FROM saas_operation_step s JOIN saas_operation o "
+            "ON o.id = s.operation_id WHERE o.instance_id = %s AND s.name = 'interrupted' "
+            "AND s.attempt = 2", [instance_id]), (1,), "the interruption is recorded")
         _logger.info("Restart to active instance: %.1f s (interrupted at %s)",
                      time.monotonic() - started, owned)

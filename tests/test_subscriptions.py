@@ -8,7 +8,7 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from .common import LiveInstanceCase
+from .common import OPERATION_LOGGER, LiveInstanceCase
 
 CRON_LOGGER = "odoo.addons.saas_manager.models.saas_lifecycle_mixin"
 START = date(2026, 1, 10)
@@ -47,11 +47,12 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
             self.pay(sub.unpaid_invoice_ids)
 
     def at(self, day, *crons):
-        """Run the given crons as they would run on ``day``; paying customers pay what
-        the crons invoiced at once."""
+        """Run the given crons as they would run on ``day``, then the operations they
+        queued (terminations); paying customers pay what the crons invoiced at once."""
         with freeze_time(day):
             for cron in crons:
                 getattr(self.Subscription, cron)()
+                self.run_operations()
                 for sub in self.paying:
                     self.pay_due(sub)
 
@@ -387,7 +388,8 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
                 raise RuntimeError("mail server down")
             return original(records, xmlid)
 
-        with patch.object(type(instance), "_notify", mail_down), mute_logger(CRON_LOGGER):
+        with patch.object(type(instance), "_notify", mail_down), \
+                mute_logger(CRON_LOGGER, OPERATION_LOGGER):
             self.at(date(2026, 2, 11), "_cron_expiry")
         self.assertEqual(instance.state, "suspended", "the step was rolled back")
         self.assertFalse(self.database_exists(instance), "after the drop")
@@ -424,6 +426,8 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         wizard = self.env["saas.instance.terminate"].with_user(self.saas_manager).create(
             {"instance_id": instance.id, "confirmation": "acl"})
         wizard.action_confirm()
+        self.assertEqual(instance.state, "active", "queued: the runner terminates it")
+        self.run_operations()
         self.assertEqual(instance.state, "terminated")
         self.assertFalse(self.database_exists(instance))
         self.assertTrue(os.path.isfile(instance.backup_dump_path))

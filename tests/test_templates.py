@@ -15,13 +15,13 @@ from odoo.tools import config, mute_logger
 
 from ..engine import odoo_process, pg
 from ..models import saas_template
-from .common import NameChecks, ServerKeyCase
+from .common import OPERATION_LOGGER, NameChecks, OperationChecks, ServerKeyCase
 
 TEMPLATE_LOGGER = "odoo.addons.saas_manager.models.saas_template_build"
 
 
 @tagged("post_install", "-at_install")
-class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
+class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, TransactionCase):
     """Build, lock, clone, unlock, refresh and drop a real template database."""
 
     def setUp(self):
@@ -47,10 +47,10 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
     def build(self, template, timeout=900):
         """Run the build cron until the build ended, as its own re-triggers would."""
         deadline = time.monotonic() + timeout
-        self.env["saas.template"]._cron_build()
+        self.run_operations()
         while template.state == "building" and time.monotonic() < deadline:
             time.sleep(0.5)
-            self.env["saas.template"]._cron_build()
+            self.run_operations()
 
     def exists(self, name):
         with pg.maintenance(self.pg_params) as conn:
@@ -108,7 +108,7 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
     def test_failed_build_leaves_no_database(self):
         template = self.new_template("base,no_such_module_xyz")
         template.action_build()
-        with mute_logger(TEMPLATE_LOGGER):
+        with mute_logger(TEMPLATE_LOGGER, OPERATION_LOGGER):
             self.build(template)
         self.assertEqual(template.state, "error")
         self.assertIn("no_such_module_xyz", template.build_log)
@@ -120,7 +120,8 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
         with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
             cr.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(
                 template.database_name)))  # what a killed build leaves behind
-        template.write({"state": "building", "build_mode": "install", "database_owned": True})
+        template.write({"database_owned": True})
+        template._queue_build("install")
         self.build(template)
         self.assertEqual(template.state, "configuring", template.build_log)
         self.assertIn("base", template.installed_modules.split(", "))
@@ -130,7 +131,7 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
         (as it outlives a killed worker) and a later run collects it."""
         template = self.new_template("base")
         template.action_build()
-        self.env["saas.template"]._cron_build()
+        self.run_operations()
         self.assertEqual(template.state, "building", "the cron did not wait")
         paths = template._build_paths()
         self.assertTrue(odoo_process.is_running(template.build_pid, paths["status"]))
@@ -142,9 +143,9 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
     def test_cancel_stops_the_process_and_removes_the_database(self):
         template = self.new_template("base,mail")
         template.action_build()
-        self.env["saas.template"]._cron_build()
+        self.run_operations()
         pid, status = template.build_pid, template._build_paths()["status"]
-        with mute_logger(TEMPLATE_LOGGER):
+        with mute_logger(TEMPLATE_LOGGER, OPERATION_LOGGER):
             template.action_cancel_build()
         self.assertEqual(template.state, "error")
         self.assertIn("Cancelled", template.build_log)
@@ -159,9 +160,9 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
         the next run and its half-built database is removed."""
         template = self.new_template("base")
         template.action_build()
-        self.env["saas.template"]._cron_build()
+        self.run_operations()
         os.killpg(template.build_pid, signal.SIGKILL)
-        with mute_logger(TEMPLATE_LOGGER):
+        with mute_logger(TEMPLATE_LOGGER, OPERATION_LOGGER):
             self.build(template)
         self.assertEqual(template.state, "error")
         self.assertIn("without a status", template.build_log)
@@ -181,7 +182,7 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
         template = self.new_template("base")
         template.write({"state": "configuring", "database_owned": True})
         template.action_refresh()
-        with mute_logger(TEMPLATE_LOGGER):
+        with mute_logger(TEMPLATE_LOGGER, OPERATION_LOGGER):
             self.build(template)
         self.assertEqual(template.state, "configuring")
         self.assertIn("does not exist", template.build_log)
@@ -192,7 +193,7 @@ class TestTemplateLifecycle(NameChecks, ServerKeyCase, TransactionCase):
         with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
             cr.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template.database_name)))
         template.action_build()
-        with mute_logger(TEMPLATE_LOGGER):
+        with mute_logger(TEMPLATE_LOGGER, OPERATION_LOGGER):
             self.build(template)
         self.assertEqual(template.state, "error")
         self.assertIn("already exists", template.build_log)

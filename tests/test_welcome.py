@@ -47,8 +47,8 @@ class TestWelcomeLink(ClonedTemplateCase):
     def provisioned(cls):
         instance = cls.new_instance_cls()
         instance.action_provision()
-        cls.env["saas.instance"]._cron_provision()
-        assert instance.state == "active", instance.last_error
+        cls.env["saas.operation"]._cron_run()
+        assert instance.state == "active", instance.operation_error
         return instance
 
     @classmethod

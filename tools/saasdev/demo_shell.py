@@ -1,6 +1,6 @@
 # Run by `odoo shell` in the manager database (``env`` is given) from ./dev run:
 # locks the Blank template, then provisions the "demo" instance through the
-# running server's cron and prints one JSON line with the outcome.
+# running server's operation runner and prints one JSON line with the outcome.
 import json
 import time
 
@@ -35,7 +35,9 @@ if instance.state == "active":
     token = env["saas.access.link"]._issue(instance, "welcome", instance.admin_login)  # noqa: F821
     env.cr.commit()  # noqa: F821
     welcome_url = "%s/saas/welcome#%s" % (instance.get_base_url(), token)
+operation = env["saas.operation"].search(  # noqa: F821
+    [("instance_id", "=", instance.id), ("kind", "=", "provision")], limit=1)
 print("SAAS_DEMO " + json.dumps({"welcome_url": welcome_url,
     "state": instance.state, "host": instance.host, "login": instance.admin_login,
-    "error": instance.last_error,
-    "seconds": instance.provision_seconds}))
+    "error": operation.error or False,
+    "seconds": operation.seconds}))
