@@ -17,7 +17,7 @@ import threading
 
 from odoo import sql_db
 
-from .models.saas_settings import runs_crons
+from .models.saas_settings import prefork, runs_crons
 
 _logger = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ def wake_cron_workers():
     except Exception as exc:  # a failed wake-up only delays the crons to their own time
         _logger.info("Could not wake the cron workers: %s", exc)
     finally:
-        # The prefork master emptied its pool before forking workers: leave no
-        # connection there for later-forked workers to inherit and share.
-        sql_db.close_db("postgres")
+        if prefork():
+            # The prefork master emptied its pool before forking workers: leave no
+            # connection there for later-forked workers to inherit and share.  (In
+            # threaded mode the cron threads listen on a connection of that same
+            # pool: closing it would end them.)
+            sql_db.close_db("postgres")

@@ -75,6 +75,11 @@ def runs_crons():
     return not conf("stop_after_init") and bool(conf("max_cron_threads"))
 
 
+def prefork():
+    """Whether Odoo runs prefork workers (``workers`` > 0) rather than threads."""
+    return bool(conf("workers"))
+
+
 def config_file():
     """The odoo.conf this server read, if it is a file."""
     return config.rcfile if config.rcfile and os.path.isfile(config.rcfile) else None

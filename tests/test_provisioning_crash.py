@@ -206,14 +206,14 @@ class TestRealRunners(ClonedTemplateCase):
             return pg.exists(conn, name)
 
     # -- kill -9 of a real prefork Odoo while it provisions, then a restart ---------------
-    def server_conf(self):
+    def server_conf(self, workers=2):
         """The test server's configuration, serving the manager database only, with
         saas_manager server-wide; clones are customized through the test server."""
         parser = configparser.ConfigParser(interpolation=None)
         parser.read(config.rcfile)
         options = parser["options"]
         options.update({
-            "db_name": self.manager_db, "workers": "2", "max_cron_threads": "1",
+            "db_name": self.manager_db, "workers": str(workers), "max_cron_threads": "1",
             "http_port": str(free_port()), "gevent_port": str(free_port()),
             "server_wide_modules": "base,web,saas_manager",
             "saas_odoo_url": "http://127.0.0.1:%s" % config["http_port"],
@@ -247,6 +247,18 @@ class TestRealRunners(ClonedTemplateCase):
                 return value
             time.sleep(0.01)
         return None
+
+    def test_a_threaded_server_runs_queued_work_at_start(self):
+        """Threaded (workers = 0, as ./dev run): the start-up wake-up must not take the
+        cron thread's own connection away; queued work runs within seconds."""
+        instance_id, database = self.queue_instance()
+        state_query = "SELECT state, owned_database FROM saas_instance WHERE id = %s"
+        conf, folder = self.server_conf(workers=0)
+        self.start_server(conf, os.path.join(folder, "threaded.log"))
+        done = self.wait_for(
+            lambda: self.committed(state_query, [instance_id])[0] != "provisioning", 55)
+        self.assertTrue(done, "ran before the cron thread's first 60 s sleep ended")
+        self.assertEqual(self.committed(state_query, [instance_id]), ("active", database))
 
     def test_a_restart_resumes_and_completes_without_orphans(self):
         instance_id, database = self.queue_instance()

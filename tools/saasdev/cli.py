@@ -39,7 +39,9 @@ def parser():
         default="host",
         help="dbfilter: host = ^%%h$ (default), subdomain = ^%%d$",
     )
-    run.add_argument("--workers", type=int, default=2, help="Odoo workers (0 = threaded)")
+    run.add_argument("--workers", type=int, default=0,
+                     help="Odoo workers (default 0 = threaded, which also serves the browser's "
+                          "websocket; N > 0 = prefork, websocket on the port + 3)")
     test = sub.add_parser("test", help="lint, standalone tests and the Odoo test suite")
     test.add_argument("--no-lint", action="store_true", help="skip ruff and pylint-odoo")
     test.add_argument("--tags", default=test_cmd.DEFAULT_TAGS,

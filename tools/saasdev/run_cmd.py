@@ -34,6 +34,7 @@ MODULE_PARTS = (
     "static",
     "i18n",
     "report",
+    "migrations",
 )
 
 
@@ -197,7 +198,7 @@ def stop_odoo(proc):
         proc.wait()
 
 
-def main(ws, run, port=8069, routing="host", workers=2):
+def main(ws, run, port=8069, routing="host", workers=0):
     if not pgcluster.port_is_free(port) or not pgcluster.port_is_free(port + 3):
         raise ToolError(
             "port %d (HTTP) or %d (websocket) on 127.0.0.1 is busy; "
