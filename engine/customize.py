@@ -4,18 +4,26 @@ The clone is reached through the Odoo server that will serve it, with the
 instance's ``Host`` header so that ``dbfilter`` admits the database (the
 request itself goes to the server's own address: no DNS needed).
 
-Password hashing is the expensive part (pbkdf2-sha512, 600,000 rounds, about
-0.3 s each on our reference machine).  Provisioning pays one hash, computed
-by the manager *while the database is being cloned* and written with the
-customer's login by the sanitize step (so the template's credentials are dead
-before anyone can log in), and one verification, the login below.  The
-template administrator account thus *becomes* the customer's administrator:
-no second admin account is left behind.
+Every write goes through the ORM of that server (company, customer
+administrator): Odoo's own side effects (the company's partner, a currency
+activated with the multi-currency group, caches) happen as they would in the
+customer's own hands.  Only *reads* are done in SQL on the clone (ids by
+code, the administrator's current values): they have no side effect.
+
+Authentication costs nothing worth measuring: the RPC calls carry a one-time
+Odoo API key (see :func:`grant_key`), pbkdf2 with 6,000 rounds (Odoo's own
+API-key format) instead of a password's 600,000 (about 0.3 s per
+verification, paid again by every worker process and after every cache
+clear).  The key belongs to the customer's administrator, expires within
+minutes whatever happens, and is deleted as soon as the writes are done.
+The administrator has no password meanwhile (see ``sanitize``): the
+customer chooses one with the welcome link.
 """
 
 import secrets
 import time
 import urllib.request
+from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from urllib.parse import urlsplit
 
@@ -27,7 +35,7 @@ ODOO_SERIES = "18.0"
 
 
 class CustomizeError(Exception):
-    """The clone refused a login or a write; the message says which step."""
+    """The clone refused the key or a write; the message says which step."""
 
 
 class UnreachableError(CustomizeError, RetryableError):
@@ -64,88 +72,182 @@ def connect(server_url, host, timeout=60):
 
 
 def new_password():
-    """A random password for the customer's administrator (24 url-safe characters)."""
+    """A random secret of 24 url-safe characters (a password, or an API key)."""
     return secrets.token_urlsafe(18)
 
 
-def _id_by_code(client, model, field, code):
-    if not code:
-        return False
-    ids = client.execute_kw(model, "search", [[(field, "=", code)]],
-                            {"limit": 1, "context": {"active_test": False}})
-    return ids[0] if ids else False
+#: Name of the provisioning's one-time API key (visible to the customer only if
+#: provisioning died between :func:`grant_key` and :func:`revoke_key`).
+KEY_NAME = "saas_manager provisioning"
+#: Lifetime of that key: far longer than the few calls it serves.
+KEY_MINUTES = 10
+#: Odoo's API-key index: the key's first 8 characters (``res.users.apikeys``).
+KEY_INDEX_SIZE = 8
 
 
-def customize(client, database, login, password, *, company, admin):
-    """Log in as the customer's administrator, set the company and the administrator.
+@dataclass
+class Target:
+    """What the writes need, read from the clone (ids, the administrator's values)."""
 
-    ``login``/``password`` are the ones the sanitize step gave the template's
-    administrator.  ``company``: name, email, phone, street, city, zip,
-    country_code, currency_code.  ``admin``: name, email, lang, tz.
-    Returns the seconds spent per sub-step.
+    uid: int
+    company_id: int
+    partner_id: int
+    name: str
+    lang: str
+    tz: str
+    country_id: int = False
+    currency_id: int = False
+    lang_id: int = False  # the wanted language's id when it must change
+    lang_active: bool = True
+
+
+def _scalar(cr, query, params):
+    cr.execute(query, params)
+    row = cr.fetchone()
+    return row[0] if row else False
+
+
+def prepare(conn, login, *, company, admin):
+    """Read, in SQL on the clone behind ``conn``, what :func:`customize` writes with.
+
+    Plain reads of stored columns, equivalent to the ORM searches and reads
+    they replace (``active_test`` off, exact codes): no side effect to skip.
+    The transaction is ended (rolled back) before returning.
     """
+    try:
+        with conn.cursor() as cr:
+            cr.execute("""SELECT u.id, u.company_id, u.partner_id, p.name, p.lang, p.tz
+                            FROM res_users u JOIN res_partner p ON p.id = u.partner_id
+                           WHERE u.login = %s AND u.active""", (login,))
+            row = cr.fetchone()
+            if not row:
+                raise CustomizeError("The clone has no active user %r." % login)
+            target = Target(*row)
+            if company.get("country_code"):
+                target.country_id = _scalar(cr, "SELECT id FROM res_country WHERE code = %s",
+                                            (company["country_code"],))
+            if company.get("currency_code"):
+                target.currency_id = _scalar(
+                    cr, "SELECT id FROM res_currency WHERE name = %s ORDER BY id LIMIT 1",
+                    (company["currency_code"],))
+            lang = admin.get("lang")
+            if lang and lang != target.lang:
+                cr.execute("SELECT id, active FROM res_lang WHERE code = %s", (lang,))
+                row = cr.fetchone()
+                if row:
+                    target.lang_id, target.lang_active = row
+    finally:
+        conn.rollback()
+    return target
+
+
+def grant_key(conn, uid, key, key_hash, minutes=KEY_MINUTES):
+    """Give user ``uid`` of the clone a one-time RPC API key; commit; return its id.
+
+    ``key_hash`` is ``key`` hashed with Odoo's ``KEY_CRYPT_CONTEXT`` (the
+    caller has Odoo): the clone stores the hash only.  Scope ``rpc`` (JSON-
+    and XML-RPC, never an interactive login), expiring after ``minutes``
+    whatever happens to the provisioning.
+    """
+    if not key_hash.startswith("$pbkdf2-sha512$") or len(key) < 2 * KEY_INDEX_SIZE:
+        raise ValueError("not an API key and its pbkdf2 hash")
+    with conn.cursor() as cr:
+        cr.execute("""
+            INSERT INTO res_users_apikeys (name, user_id, scope, expiration_date, index, key)
+            VALUES (%s, %s, 'rpc', now() AT TIME ZONE 'UTC' + make_interval(mins => %s), %s, %s)
+            RETURNING id""", (KEY_NAME, uid, minutes, key[:KEY_INDEX_SIZE], key_hash))
+        key_id = cr.fetchone()[0]
+    conn.commit()
+    return key_id
+
+
+def revoke_key(conn, key_id):
+    """Delete the key :func:`grant_key` made; commit.
+
+    Like Odoo's own removal of API keys (and its garbage collection of
+    expired ones), a plain delete: a worker that verified the key keeps that
+    verdict cached until its next cache clear, for a key nobody knows any
+    more (the manager forgets it) and that expires within minutes anyway.
+    """
+    if conn.closed:
+        return
+    conn.rollback()
+    with conn.cursor() as cr:
+        cr.execute("DELETE FROM res_users_apikeys WHERE id = %s AND name = %s",
+                   (key_id, KEY_NAME))
+    conn.commit()
+
+
+class _Rpc:
+    """``execute_kw`` calls as user ``uid`` authenticated by an API key (no login call)."""
+
+    def __init__(self, client, database, uid, key):
+        self.client, self.database, self.uid, self.key = client, database, uid, key
+
+    def __call__(self, model, method, *args, **kwargs):
+        try:
+            return self.client.json("/jsonrpc", {
+                "service": "object", "method": "execute_kw",
+                "args": [self.database, self.uid, self.key, model, method, list(args), kwargs]},
+            )["result"]
+        except OSError as exc:  # refused, reset, timed out (urllib's URLError is an OSError)
+            raise UnreachableError("The Odoo server serving %s did not answer: %s"
+                                   % (self.database, exc)) from exc
+
+
+def customize(client, database, target, key, *, company, admin):
+    """Set the company and the customer's administrator, through the ORM, over JSON-RPC.
+
+    ``target`` comes from :func:`prepare`, ``key`` from :func:`grant_key`.
+    ``company``: name, email, phone, street, city, zip (country and currency
+    are in ``target``).  ``admin``: name, email, lang, tz.  Returns the
+    seconds spent per sub-step (the first call also loads the clone's
+    registry in the serving Odoo).
+    """
+    rpc = _Rpc(client, database, target.uid, key)
     timings = {}
     start = time.perf_counter()
-    try:
-        uid = client.login(database, login, password) or client.env.uid
-    except OSError as exc:  # refused, reset, timed out (urllib's URLError is an OSError)
-        raise UnreachableError("The Odoo server serving %s did not answer: %s"
-                               % (database, exc)) from exc
-    except (odoorpc.error.RPCError, odoorpc.error.InternalError) as exc:
-        raise CustomizeError("Login as the customer's administrator failed: %s" % exc) from exc
-    timings["login"] = time.perf_counter() - start
-    start = time.perf_counter()
-    _write_company(client, uid, company)
+    _write_company(rpc, target, company)
     timings["company"] = time.perf_counter() - start
     start = time.perf_counter()
-    _write_admin(client, uid, admin)
+    _write_admin(rpc, target, admin)
     timings["admin"] = time.perf_counter() - start
     return timings
 
 
-def _write_company(client, uid, company):
-    company_id = client.execute_kw("res.users", "read", [[uid], ["company_id"]])[0][
-        "company_id"][0]
-    values = {key: company[key] for key in ("name", "email", "phone", "street", "city", "zip")
-              if company.get(key)}
-    country = _id_by_code(client, "res.country", "code", company.get("country_code"))
-    if country:
-        values["country_id"] = country
-    currency = _id_by_code(client, "res.currency", "name", company.get("currency_code"))
-    if currency:
-        client.execute_kw("res.currency", "write", [[currency], {"active": True}])
-        values["currency_id"] = currency
+def _write_company(rpc, target, company):
+    """One ``res.company.write``: Odoo's write activates the currency itself (with the
+    multi-currency group when another currency stays active), as Settings does."""
+    values = {name: company[name] for name in ("name", "email", "phone", "street", "city", "zip")
+              if company.get(name)}
+    if target.country_id:
+        values["country_id"] = target.country_id
+    if target.currency_id:
+        values["currency_id"] = target.currency_id
     try:
-        client.execute_kw("res.company", "write", [[company_id], values])
-    except odoorpc.error.RPCError as exc:
+        rpc("res.company", "write", [target.company_id], values)
+    except (odoorpc.error.RPCError, odoorpc.error.InternalError) as exc:
         raise CustomizeError("Setting the company failed: %s" % exc) from exc
 
 
-def _write_admin(client, uid, admin):
+def _write_admin(rpc, target, admin):
     """Name, language and timezone on the user, email on its partner; only what changes.
 
-    Writing ``lang`` costs a quarter second even when unchanged, and an email
-    changed through res.users mails a security notice to the old address, so
-    the current values are read first and the email goes to the partner.
+    Writing ``lang`` or ``tz`` on a user clears the server's caches even when
+    unchanged, and an email changed through res.users mails a security
+    notice to the old address, so only changed values are written and the
+    email goes to the partner.
     """
-    current = client.execute_kw("res.users", "read", [[uid], ["name", "tz", "lang",
-                                                              "partner_id"]])[0]
-    lang = admin.get("lang")
-    if lang and lang != current["lang"] and _id_by_code(client, "res.lang", "code", lang):
-        lang_ids = client.execute_kw("res.lang", "search", [[("code", "=", lang)]],
-                                     {"context": {"active_test": False}})
-        client.execute_kw("res.lang", "write", [lang_ids, {"active": True}])
-    else:
-        lang = None
-    values = {key: admin[key] for key in ("name", "tz") if admin.get(key)}
-    if lang:
-        values["lang"] = lang
-    values = {key: value for key, value in values.items() if current.get(key) != value}
+    values = {name: admin[name] for name in ("name", "tz")
+              if admin.get(name) and admin[name] != getattr(target, name)}
+    if target.lang_id:  # set by prepare() only when the language exists and changes
+        values["lang"] = admin["lang"]
     try:
+        if "lang" in values and not target.lang_active:
+            rpc("res.lang", "write", [target.lang_id], {"active": True})
         if admin.get("email"):
-            client.execute_kw("res.partner", "write",
-                              [[current["partner_id"][0]], {"email": admin["email"]}])
+            rpc("res.partner", "write", [target.partner_id], {"email": admin["email"]})
         if values:
-            client.execute_kw("res.users", "write", [[uid], values])
-    except odoorpc.error.RPCError as exc:
+            rpc("res.users", "write", [target.uid], values)
+    except (odoorpc.error.RPCError, odoorpc.error.InternalError) as exc:
         raise CustomizeError("Setting the customer's administrator failed: %s" % exc) from exc

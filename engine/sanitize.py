@@ -87,22 +87,26 @@ def new_identity(cr, url):
     _set_param(cr, "web.base.url.freeze", "True")
 
 
-def hand_over_admin(cr, template_login, login, password_hash):
-    """Give the template's administrator the customer's login and password hash.
+def hand_over_admin(cr, template_login, login):
+    """Give the template's administrator the customer's login, and no password.
 
     Done in SQL, before anyone can log in: the template's credentials are dead
     from the first second, and Odoo's "your login changed" security mail (sent
     when the login is changed through the ORM) does not reach the customer.
+    Nobody can log in as the administrator until the customer chooses a
+    password with the welcome link (provisioning itself uses a one-time API
+    key, see ``customize``).  Returns the administrator's user id.
     """
-    _check_hash(password_hash)
-    cr.execute("UPDATE res_users SET login = %s, password = %s WHERE login = %s",
-               (login, password_hash, template_login))
+    cr.execute("UPDATE res_users SET login = %s, password = NULL WHERE login = %s RETURNING id",
+               (login, template_login))
     if cr.rowcount != 1:
         raise ValueError("the template has no user with login %r" % template_login)
+    return cr.fetchone()[0]
 
 
 def lock_other_users(cr, login):
-    """Every user but the customer's administrator loses its password.
+    """Every user but the customer's administrator loses its password (the administrator
+    has none either, see :func:`hand_over_admin`).
 
     A template built with demo data has users with well-known passwords
     (``demo``/``demo``, ``portal``/``portal``), and users created while the
@@ -137,8 +141,7 @@ def sanitize(conn, url, admin=None):
     """Run every applicable statement on the clone behind ``conn``; commit; return them.
 
     ``url`` is the instance's public URL (``https://host``).  ``admin``, when
-    given, is ``(template_login, customer_login, password_hash)`` for
-    :func:`hand_over_admin`.
+    given, is ``(template_login, customer_login)`` for :func:`hand_over_admin`.
     """
     if not isinstance(url, str) or not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]+)?", url):
         raise ValueError("invalid instance URL %r" % url)

@@ -1,15 +1,17 @@
 """Provisioning: a queued instance becomes a served client database, step by step."""
 
+import contextlib
 import logging
 import os
 import re
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import dataclass, field
 
 import psycopg2
 
 from odoo import models, sql_db
+from odoo.addons.base.models.res_users import KEY_CRYPT_CONTEXT
 from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 from odoo.tools import config
@@ -30,8 +32,7 @@ PENDING_DATABASE_RE = re.compile(r"saas_tmp_(\d+)_[0-9a-f]{8}")
 class ProvisionRun:
     """What one provisioning attempt carries from step to step."""
 
-    password: str
-    password_hash: object  # Future of the pbkdf2 hash, computed while cloning
+    password: str  # secret of the customize step's one-time API key, in memory only
     undo: list = field(default_factory=list)
 
 
@@ -68,24 +69,20 @@ class SaasInstance(models.Model):
         """Every step in order; on failure, undo what this attempt created, then raise."""
         if self.state != "provisioning":
             return
-        password = customize.new_password()
-        crypt = self.env["res.users"]._crypt_context()
-        with ThreadPoolExecutor(max_workers=1) as hasher:
-            # The one expensive hash runs on the other core while PostgreSQL clones.
-            attempt = ProvisionRun(password, hasher.submit(crypt.hash, password))
-            try:
-                if self.owned_database:
-                    with run.step("recover"):
-                        self._provision_recover()
-                for step in PROVISION_STEPS:
-                    with run.step(step):
-                        getattr(self, "_provision_%s" % step)(attempt)
-            except Exception as exc:  # undone here; recorded by the runner
-                if isinstance(exc, psycopg2.Error) and not self._testing():
-                    self.env.cr.rollback()  # the manager's own transaction may be aborted
-                    self.invalidate_recordset()
-                self._provision_undo(run, attempt.undo)
-                raise
+        attempt = ProvisionRun(customize.new_password())
+        try:
+            if self.owned_database:
+                with run.step("recover"):
+                    self._provision_recover()
+            for step in PROVISION_STEPS:
+                with run.step(step):
+                    getattr(self, "_provision_%s" % step)(attempt)
+        except Exception as exc:  # undone here; recorded by the runner
+            if isinstance(exc, psycopg2.Error) and not self._testing():
+                self.env.cr.rollback()  # the manager's own transaction may be aborted
+                self.invalidate_recordset()
+            self._provision_undo(run, attempt.undo)
+            raise
         self._provision_done(run)
 
     def _saas_op_provision_failed(self, operation, exc):
@@ -161,31 +158,52 @@ class SaasInstance(models.Model):
                              self._saas_filestore(self.database_name))
 
     def _provision_sanitize(self, run):
-        """New identity, template secrets out, template admin password replaced."""
+        """New identity, template secrets out, template admin renamed, without password."""
         conn = psycopg2.connect(dbname=self.database_name, **self._saas_pg_params())
         try:
             sanitize.sanitize(conn, self.url, admin=(
-                self.template_id.admin_login, self._admin_login(), run.password_hash.result()))
+                self.template_id.admin_login, self._admin_login()))
         finally:
             conn.close()
         with pg.maintenance(self._saas_pg_params()) as maintenance:
             pg.mark_template(maintenance, self.database_name, False)  # Odoo may serve it now
 
     def _provision_customize(self, run):
-        """Company and customer administrator, over JSON-RPC through the serving Odoo."""
+        """Company and customer administrator, over JSON-RPC through the serving Odoo.
+
+        Authenticated with a one-time API key (``run.password`` is its secret,
+        in memory only), granted and revoked in SQL around the calls.
+        """
         login = self._admin_login()
         self.sudo().admin_login = login
         partner = self.partner_id.commercial_partner_id
-        client = customize.connect(self._provision_server_url(), self.host)
-        timings = customize.customize(
-            client, self.database_name, login, run.password,
-            company={"name": partner.name, "email": partner.email, "phone": partner.phone,
-                     "street": partner.street, "city": partner.city, "zip": partner.zip,
-                     "country_code": partner.country_id.code,
-                     "currency_code": self.plan_id.currency_id.name},
-            admin={"name": self.partner_id.name, "email": self.partner_id.email,
-                   "lang": self.partner_id.lang,
-                   "tz": self.partner_id.tz or self.env.user.tz})
+        company = {"name": partner.name, "email": partner.email, "phone": partner.phone,
+                   "street": partner.street, "city": partner.city, "zip": partner.zip,
+                   "country_code": partner.country_id.code,
+                   "currency_code": self.plan_id.currency_id.name}
+        admin = {"name": self.partner_id.name, "email": self.partner_id.email,
+                 "lang": self.partner_id.lang, "tz": self.partner_id.tz or self.env.user.tz}
+        start = time.perf_counter()
+        conn = psycopg2.connect(dbname=self.database_name, **self._saas_pg_params())
+        try:
+            target = customize.prepare(conn, login, company=company, admin=admin)
+            key_id = customize.grant_key(conn, target.uid, run.password,
+                                         KEY_CRYPT_CONTEXT.hash(run.password))
+            timings = {"key": time.perf_counter() - start}
+            try:
+                client = customize.connect(self._provision_server_url(), self.host)
+                timings.update(customize.customize(
+                    client, self.database_name, target, run.password, company=company,
+                    admin=admin))
+            except Exception:
+                with contextlib.suppress(psycopg2.Error):  # the clone is dropped anyway
+                    customize.revoke_key(conn, key_id)
+                raise
+            start = time.perf_counter()
+            customize.revoke_key(conn, key_id)
+            timings["revoke"] = time.perf_counter() - start
+        finally:
+            conn.close()
         _logger.info("Instance %s customized: %s", self.id,
                      ", ".join("%s %.2fs" % item for item in timings.items()))
 

@@ -83,15 +83,19 @@ def test_bad_url_is_refused_before_any_change(clone, url):
     assert params(clone)["database.uuid"] == "tpl-uuid"
 
 
-def test_the_customer_admin_is_the_only_user_with_a_password(clone):
-    new_hash = "$pbkdf2-sha512$600000$salt$hash"
-    sanitize.sanitize(clone, "https://acme.example.com",
-                      admin=("admin", "owner@acme.test", new_hash))
+def test_no_user_keeps_a_password_and_the_admin_gets_the_customer_login(clone):
+    sanitize.sanitize(clone, "https://acme.example.com", admin=("admin", "owner@acme.test"))
     with clone.cursor() as cr:
         cr.execute("SELECT login, password FROM res_users ORDER BY id")
         users = dict(cr.fetchall())
-    assert users == {"owner@acme.test": new_hash, "demo": None, "portal": None,
-                     "__system__": None}
+    assert users == {"owner@acme.test": None, "demo": None, "portal": None, "__system__": None}
+
+
+def test_hand_over_refuses_a_template_without_its_admin(clone):
+    with pytest.raises(ValueError):
+        sanitize.sanitize(clone, "https://acme.example.com", admin=("nobody", "owner@acme.test"))
+    clone.rollback()
+    assert scalar(clone, "SELECT count(*) FROM res_users WHERE login = 'admin'") == 1
 
 
 def test_set_password_writes_a_hash_for_an_active_user_only(clone):

@@ -77,6 +77,40 @@ class TestProvisioning(ClonedTemplateCase):
         with self.assertRaises(odoorpc.error.RPCError):
             self.rpc_login(instance, "admin", "admin")
 
+    def test_customer_values_set_and_no_credential_left(self):
+        """Company and administrator as the ORM sets them (language activated first), the
+        one-time API key gone, and no user with a password until the welcome link."""
+        self.env["res.lang"]._activate_lang("fr_FR")
+        customer = self.customer.copy({"name": "Acme Fr", "email": "owner@acme-fr.test",
+                                       "phone": "+32 2 555 00 00", "street": "Rue Neuve 1",
+                                       "zip": "1000", "lang": "fr_FR", "tz": "Europe/Brussels"})
+        instance = self.new_instance(partner_id=customer.id)
+        instance.action_provision()
+        self.run_operations()
+        self.assertEqual(instance.state, "active", self.op_error(instance))
+        conn = psycopg2.connect(dbname=instance.database_name, **self.pg_params)
+        try:
+            with conn.cursor() as cr:
+                cr.execute("SELECT count(*) FROM res_users_apikeys")
+                self.assertEqual(cr.fetchone()[0], 0, "the provisioning key is revoked")
+                cr.execute("SELECT login FROM res_users WHERE password IS NOT NULL")
+                self.assertEqual(cr.fetchall(), [], "nobody can log in yet")
+        finally:
+            conn.close()
+        client = self.rpc_login(instance, "owner@acme-fr.test",
+                                self.set_customer_password(instance))
+        user = client.env.user
+        self.assertEqual((user.name, user.lang, user.tz, user.partner_id.email),
+                         ("Acme Fr", "fr_FR", "Europe/Brussels", "owner@acme-fr.test"))
+        company = user.company_id
+        self.assertEqual((company.name, company.partner_id.name, company.email, company.phone,
+                          company.street, company.zip, company.city, company.country_id.code,
+                          company.currency_id.name),
+                         ("Acme Fr", "Acme Fr", "owner@acme-fr.test", "+32 2 555 00 00",
+                          "Rue Neuve 1", "1000", "Brussels", "BE", "EUR"))
+        self.assertTrue(client.execute_kw("res.currency", "search",
+                                          [[("name", "=", "EUR")]]), "EUR is active")
+
     def test_no_password_or_live_link_is_stored(self):
         """The generated password lives in memory only, and the welcome link's token is
         nowhere in the manager's database once the mail went out."""
@@ -135,7 +169,7 @@ class TestProvisioning(ClonedTemplateCase):
         removes it and starts clean."""
         instance = self.new_instance()
         instance.action_provision()
-        instance._provision_clone(ProvisionRun("x", None))  # then the process "dies"
+        instance._provision_clone(ProvisionRun("x"))  # then the process "dies"
         self.assertEqual(instance.owned_database, instance.database_name)
         self.run_operations()
         self.assertEqual(instance.state, "active", self.op_error(instance))
