@@ -62,6 +62,7 @@ class SaasInstance(models.Model):
         instances = self.sudo().search([("state", "in", ("active", "suspended"))], order="id")
         today = fields.Date.context_today(self)
         policy = self._limit_policy()
+        self.env["saas.server"]._cron_measure()  # and the disk each server holds
         return self._saas_cron_batches(
             instances, lambda instance: instance._check_limits(today, policy), 50)
 

@@ -8,6 +8,7 @@ run a command or connect somewhere new: a new cluster needs a new odoo.conf
 section, that is, the server's administrator.  See CONFIGURATION.md, "Servers".
 """
 
+import logging
 import re
 
 from odoo import api, fields, models
@@ -16,6 +17,8 @@ from odoo.exceptions import UserError, ValidationError
 from ..engine import naming, usage
 from ..engine.server import DEFAULT_BUILD_TIMEOUT, DEFAULT_INSTANCE_URL_PATTERN, Proxy, Server
 from .saas_settings import conf, conf_sections, config_file
+
+_logger = logging.getLogger(__name__)
 
 LOCAL_XMLID = "saas_manager.server_local"
 CODE_RE = re.compile(r"\A[a-z0-9_-]{1,64}\Z")
@@ -241,6 +244,17 @@ class SaasServer(models.Model):
         self.check_access("write")
         self.sudo()._measure_disk()
         return True
+
+    @api.model
+    def _cron_measure(self):
+        """Every active server, one after the other; a misconfigured one is logged and
+        skipped (the others are still measured)."""
+        for server in self.sudo().search([]):
+            try:
+                with self.env.cr.savepoint():
+                    server._measure_disk()
+            except UserError as exc:
+                _logger.warning("Server %s not measured: %s", server.code, exc)
 
     def _measure_disk(self):
         for server in self:
