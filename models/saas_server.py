@@ -249,7 +249,7 @@ class SaasServer(models.Model):
     def _cron_measure(self):
         """Every active server, one after the other; a misconfigured one is logged and
         skipped (the others are still measured)."""
-        for server in self.sudo().search([]):
+        for server in self.sudo().search([("active", "=", True)]):
             try:
                 with self.env.cr.savepoint():
                     server._measure_disk()

@@ -53,5 +53,5 @@ class TestSeedData(TransactionCase):
         children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
         self.assertEqual(children, {
             "Operations": ["Instances", "Subscriptions"],
-            "Configuration": ["Templates", "Plans", "Settings"],
+            "Configuration": ["Templates", "Plans", "Servers", "Settings"],
         })
