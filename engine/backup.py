@@ -31,7 +31,7 @@ from pathlib import PurePosixPath
 import psycopg2
 from psycopg2 import sql
 
-from . import filestore, pg
+from . import filestore, pg, server
 
 #: Bytes read at a time when reading archive members back.
 CHUNK = 1024 * 1024
@@ -52,16 +52,6 @@ class Backup:
     files: int
     dump_bytes: int
     filestore_bytes: int
-
-
-def _pg_env(params):
-    """The environment for PostgreSQL's client programs: libpq's ``PG*`` from ``params``."""
-    env = dict(os.environ)
-    for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
-                     ("password", "PGPASSWORD")):
-        if params.get(key):
-            env[var] = str(params[key])
-    return env
 
 
 def _conninfo(database):
@@ -248,8 +238,8 @@ def _create_database(params, database):
 def _pg_restore(params, dump_path, database):
     done = subprocess.run(["pg_restore", "--no-owner", "--exit-on-error",
                            "-d", _conninfo(database), "--", dump_path],
-                          env=_pg_env(params), capture_output=True, text=True, errors="replace",
-                          check=False)
+                          env=server.pg_env(params), capture_output=True, text=True,
+                          errors="replace", check=False)
     if done.returncode:
         raise BackupError("pg_restore of %s into %s failed: %s" % (
             dump_path, database, done.stderr.strip()))

@@ -20,7 +20,6 @@ against 0.30 s), so it is the default; ``saas.clone_strategy`` overrides it
 """
 
 import contextlib
-import os
 import subprocess
 import time
 
@@ -28,6 +27,7 @@ import psycopg2
 from psycopg2 import errorcodes, sql
 
 from .errors import RetryableError
+from .server import pg_env
 
 MAINTENANCE_DB = "postgres"
 STRATEGIES = ("FILE_COPY", "WAL_LOG")
@@ -279,12 +279,7 @@ def drop(conn, name):
 
 def dump(params, name, path, pg_dump="pg_dump"):
     """``pg_dump -Fc`` of ``name`` into ``path``, then check it lists back (pg_restore -l)."""
-    env = dict(os.environ)
-    for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
-                     ("password", "PGPASSWORD")):
-        if params.get(key):
-            env[var] = str(params[key])
-    done = subprocess.run([pg_dump, "-Fc", "-f", path, "--", name], env=env,
+    done = subprocess.run([pg_dump, "-Fc", "-f", path, "--", name], env=pg_env(params),
                           capture_output=True, text=True, errors="replace", check=False)
     if done.returncode:
         raise PgError("pg_dump of %s failed: %s" % (name, done.stderr.strip()))

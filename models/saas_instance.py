@@ -88,7 +88,7 @@ class SaasInstance(models.Model):
         help="The customer's administrator. Its password is never stored: the customer "
              "chooses it through the single-use welcome link.", saas_protected=True)
 
-    @api.depends("subdomain")
+    @api.depends("subdomain", "server_id")
     def _compute_location(self):
         params = self._saas_params()
         for instance in self:
@@ -101,7 +101,7 @@ class SaasInstance(models.Model):
                 host = database = False  # _check_subdomain reports the reason
             instance.host = host
             instance.database_name = database
-            instance.url = host and self._saas_instance_url(host)
+            instance.url = host and instance._saas_instance_url(host)
 
     def _compute_subscription_count(self):
         counts = dict(self.env["saas.subscription"]._read_group(

@@ -51,7 +51,7 @@ class SaasInstance(models.Model):
         parameter, the number of failures before an alert."""
         return {
             "public": conf_flag("saas_health_public_url"),
-            "server_url": self._provision_server_url(),
+            "server_url": self._saas_odoo_url(),
             "path": conf("saas_health_path", "/web/login"),
             "connect_timeout": float(conf("saas_health_connect_timeout", 3)),
             "read_timeout": float(conf("saas_health_read_timeout", 5)),

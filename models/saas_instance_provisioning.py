@@ -14,7 +14,6 @@ from odoo import models, sql_db
 from odoo.addons.base.models.res_users import KEY_CRYPT_CONTEXT
 from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
-from odoo.tools import config
 
 from ..engine import customize, filestore, naming, pg, proxy, sanitize
 from .saas_instance import RENAMEABLE_STATES
@@ -127,6 +126,8 @@ class SaasInstance(models.Model):
         if template.state != "ready":
             raise UserError(self.env._("The template %(tpl)s is no longer locked.",
                                        tpl=template.name))
+        source = template._saas_clone_source(self.server_id)
+        self.server_id._check_capacity(self)
         if os.path.exists(self._saas_filestore(target)):
             raise UserError(self.env._(
                 "A filestore for %(db)s already exists and was not created for this instance: "
@@ -137,24 +138,25 @@ class SaasInstance(models.Model):
                 raise UserError(self.env._(
                     "A database named %(db)s already exists and was not created for this "
                     "instance: it is left untouched.", db=target))
-            if pg.connections_allowed(conn, template.database_name):
-                pg.terminate_sessions(conn, template.database_name)  # fails before owning
+            if pg.connections_allowed(conn, source.database_name):
+                pg.terminate_sessions(conn, source.database_name)  # fails before owning
             self._provision_mark_owned(pending)
             run.undo.append(self._provision_remove_database)
-            pg.clone(conn, template.database_name, pending, owner_role=self._saas_db_owner(),
+            pg.clone(conn, source.database_name, pending, owner_role=self._saas_db_owner(),
                      strategy=self.env["saas.settings"]._get("saas.clone_strategy"),
                      hidden=True)
             pg.set_comment(conn, pending, self._owner_marker())
             pg.rename(conn, pending, target)
             self._provision_mark_owned(target)
-        self.sudo().write({"template_revision": template.revision,
+        self.sudo().write({"template_revision": source.revision,
                            "template_built_at": template.built_at})
 
     def _owner_marker(self):
         return "saas_manager instance %s of %s" % (self.id, self.env.cr.dbname)
 
     def _provision_filestore(self, run):
-        filestore.clone_tree(self._saas_filestore(self.template_id.database_name),
+        source = self.template_id._saas_clone_source(self.server_id)
+        filestore.clone_tree(self._saas_filestore(source.database_name),
                              self._saas_filestore(self.database_name))
 
     def _provision_sanitize(self, run):
@@ -191,7 +193,7 @@ class SaasInstance(models.Model):
                                          KEY_CRYPT_CONTEXT.hash(run.password))
             timings = {"key": time.perf_counter() - start}
             try:
-                client = customize.connect(self._provision_server_url(), self.host)
+                client = customize.connect(self._saas_odoo_url(), self.host)
                 timings.update(customize.customize(
                     client, self.database_name, target, run.password, company=company,
                     admin=admin))
@@ -213,7 +215,7 @@ class SaasInstance(models.Model):
 
     def _provision_proxy(self, run):
         """Write, validate and reload the nginx files, when a folder is configured."""
-        settings = self._proxy_settings()
+        settings = self._saas_proxy_settings()
         if not settings["folder"]:
             return
         texts = {proxy.WILDCARD_FILE: proxy.render_wildcard(
@@ -229,34 +231,6 @@ class SaasInstance(models.Model):
             previous = proxy.apply(path, text, settings["validate"], settings["reload"])
             run.undo.append(lambda path=path, previous=previous: proxy.restore(
                 path, previous, settings["reload"]))
-
-    def _proxy_settings(self):
-        """From odoo.conf, never from the database: these name commands to run and
-        files to write on the server."""
-        get = config.get
-        return {
-            "folder": get("saas_proxy_conf_dir") or "",
-            "upstream": get("saas_proxy_upstream")
-            or "127.0.0.1:%s" % (get("http_port") or 8069),
-            "websocket_upstream": get("saas_proxy_websocket_upstream")
-            or "127.0.0.1:%s" % (get("gevent_port") or 8072),
-            "certificate": get("saas_proxy_certificate") or "",
-            "key": get("saas_proxy_certificate_key") or "",
-            "certificate_pattern": get("saas_proxy_domain_certificate")
-            or "/etc/letsencrypt/live/{domain}/fullchain.pem",
-            "key_pattern": get("saas_proxy_domain_certificate_key")
-            or "/etc/letsencrypt/live/{domain}/privkey.pem",
-            "validate": get("saas_proxy_validate_command") or "nginx -t",
-            "reload": get("saas_proxy_reload_command") or "nginx -s reload",
-        }
-
-    def _provision_server_url(self):
-        """The Odoo server that serves client databases (odoo.conf; default: this one).
-
-        From the server configuration, not the database: the customer's new
-        password is sent there."""
-        return config.get("saas_odoo_url") or "http://127.0.0.1:%s" % (
-            config.get("http_port") or 8069)
 
     def _provision_names(self):
         """Check that the names still follow the settings before anything is created."""
@@ -314,7 +288,7 @@ class SaasInstance(models.Model):
         pg.drop(conn, name)
 
     def _provision_remove_proxy(self):
-        settings = self._proxy_settings()
+        settings = self._saas_proxy_settings()
         if settings["folder"] and self.custom_domain:
             proxy.restore(os.path.join(settings["folder"], proxy.INSTANCE_FILE % self.subdomain),
                           None, settings["reload"])

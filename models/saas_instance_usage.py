@@ -2,7 +2,6 @@
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import config
 
 from ..engine import usage
 
@@ -43,7 +42,8 @@ class SaasInstance(models.Model):
         """
         self.ensure_one()
         name = self._owned_database_name()
-        measured = usage.measure(self._saas_pg_params(), [name], config["data_dir"])[name]
+        server = self._saas_server()
+        measured = usage.measure(server.pg, [name], server.data_dir)[name]
         if measured.error:
             raise UserError(self.env._("Cannot measure %(db)s: %(error)s",
                                        db=name, error=measured.error))
@@ -62,6 +62,7 @@ class SaasInstance(models.Model):
         instances = self.sudo().search([("state", "in", ("active", "suspended"))], order="id")
         today = fields.Date.context_today(self)
         policy = self._limit_policy()
+        self.env["saas.server"]._cron_measure()  # and the disk each server holds
         return self._saas_cron_batches(
             instances, lambda instance: instance._check_limits(today, policy), 50)
 

@@ -124,6 +124,8 @@ class SaasOperation(models.Model):
                                   ondelete="cascade", saas_protected=True)
     template_id = fields.Many2one("saas.template", readonly=True, index="btree_not_null",
                                   ondelete="cascade", saas_protected=True)
+    server_id = fields.Many2one("saas.server", compute="_compute_server_id", store=True,
+                                index=True, help="Where the target's database lives.")
     state = fields.Selection(OPERATION_STATES, default="queued", required=True, readonly=True,
                              index=True, saas_protected=True)
     step = fields.Char(string="Current Step", readonly=True, saas_protected=True,
@@ -161,6 +163,11 @@ class SaasOperation(models.Model):
         for operation in self:
             operation.display_name = "%s: %s" % (labels.get(operation.kind, operation.kind),
                                                  operation._target().display_name or "-")
+
+    @api.depends("instance_id.server_id", "template_id.server_id")
+    def _compute_server_id(self):
+        for operation in self:
+            operation.server_id = operation._target().server_id
 
     def _compute_target_name(self):
         for operation in self:

@@ -348,6 +348,7 @@ class SaasTemplate(models.Model):
             pg.drop(conn, self.database_name)
         filestore.remove_tree(self._saas_filestore(self.database_name))
         self.sudo().database_owned = False
+        self._saas_deployment(self.server_id).sudo().state = "missing"
 
 
 class _TemplateCursor:

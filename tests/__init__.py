@@ -4,6 +4,7 @@ from . import test_access
 from . import test_forms
 from . import test_secrets
 from . import test_provisioning
+from . import test_servers
 from . import test_templates
 from . import test_ui
 from . import test_subscriptions

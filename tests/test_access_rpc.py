@@ -11,7 +11,7 @@ INTERNAL_INSTANCE_FIELDS = (
     "template_revision", "template_built_at",
     "health_checked_at", "health_response_ms", "health_failures", "health_history",
     "health_error", "database_mb", "filestore_mb", "user_id", "backup_dump_path",
-    "backup_filestore_path", "subdomain_released",
+    "backup_filestore_path", "subdomain_released", "server_id",
 )
 #: What it reads deliberately (the coming portal pages show them).
 CUSTOMER_INSTANCE_FIELDS = (

@@ -59,7 +59,7 @@ class TestSeedData(TransactionCase):
         self.assertEqual(children, {
             "Customers": ["Instances", "Subscriptions"],
             "Operations": [],
-            "Configuration": ["Templates", "Plans", "Settings"],
+            "Configuration": ["Templates", "Plans", "Servers", "Settings"],
         })
 
 

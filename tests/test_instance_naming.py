@@ -115,9 +115,10 @@ class TestInstanceNaming(SaasCase):
                 self.env.cr.savepoint():
             self.env.cr.execute(
                 "INSERT INTO saas_instance (name, partner_id, subdomain, database_name, "
-                "template_id, plan_id, company_id, state, subdomain_released) "
+                "template_id, plan_id, company_id, state, subdomain_released, server_id) "
                 "SELECT name, partner_id, subdomain, database_name, template_id, plan_id, "
-                "company_id, state, subdomain_released FROM saas_instance WHERE subdomain = 'race'")
+                "company_id, state, subdomain_released, server_id FROM saas_instance "
+                "WHERE subdomain = 'race'")
         self.assertRegex(str(_as_validation_error(self.env, caught.exception)),
                          "This (subdomain|database name) is already used by another instance")
 
@@ -231,9 +232,10 @@ class TestInstanceNaming(SaasCase):
                 self.env.cr.savepoint():
             self.env.cr.execute(
                 "INSERT INTO saas_instance (name, partner_id, subdomain, database_name, "
-                "template_id, plan_id, company_id, state, custom_domain) "
+                "template_id, plan_id, company_id, state, custom_domain, server_id) "
                 "SELECT name, partner_id, 'dom2', 'dom2.example.com', template_id, plan_id, "
-                "company_id, state, custom_domain FROM saas_instance WHERE subdomain = 'dom1'")
+                "company_id, state, custom_domain, server_id FROM saas_instance "
+                "WHERE subdomain = 'dom1'")
         error = _as_validation_error(self.env, caught.exception)
         self.assertIn("This custom domain is already used by another instance.", str(error))
 

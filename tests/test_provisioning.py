@@ -326,3 +326,35 @@ class TestProvisioning(ClonedTemplateCase):
     def test_custom_domain_cannot_take_another_instance_host(self):
         with self.assertRaises(ValidationError):
             self.new_instance(custom_domain="other.saas.test")
+
+    # -- servers and template deployments ----------------------------------------------
+    def test_instance_on_the_local_server_clones_its_deployment(self):
+        local = self.env.ref("saas_manager.server_local")
+        deployment = self.template._saas_clone_source(local)
+        self.assertEqual((deployment.database_name, deployment.revision),
+                         (self.tpl_db, self.template.revision))
+        instance = self.new_instance()
+        self.assertEqual(instance.server_id, local)
+        self.assertTrue(instance._provision(), instance.operation_error)
+        self.assertEqual(instance.template_revision, deployment.revision)
+        self.assertGreaterEqual(local.instance_count, 1)
+        local.action_measure()
+        self.assertGreater(local.disk_used_mb, 1, "the clone's database and filestore")
+
+    def test_full_server_or_missing_deployment_is_refused(self):
+        local = self.env.ref("saas_manager.server_local")
+        occupant = self.new_instance()
+        occupant.sudo().write({"state": "active", "owned_database": occupant.database_name})
+        local.max_instances = local.instance_count
+        instance = self.new_instance()
+        before = self.databases()
+        with mute_logger(INSTANCE_LOGGER, OPERATION_LOGGER):
+            self.assertFalse(instance._provision())
+        self.assertEqual(instance.state, "failed")
+        self.assertIn("is full", instance.operation_error)
+        local.max_instances = 0
+        self.template._saas_clone_source(local).sudo().state = "outdated"
+        with mute_logger(INSTANCE_LOGGER, OPERATION_LOGGER):
+            self.assertFalse(instance._provision())
+        self.assertIn("no ready deployment", instance.operation_error)
+        self.assertEqual(self.databases(), before, "nothing was created")

@@ -78,6 +78,12 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
 
         template.action_lock()
         self.assertEqual((template.state, template.revision), ("ready", 1))
+        local = self.env.ref("saas_manager.server_local")
+        self.assertEqual(template.server_id, local, "built at home: the local server")
+        deployment = template.deployment_ids
+        self.assertEqual((deployment.server_id, deployment.database_name, deployment.state,
+                          deployment.revision), (local, template.database_name, "ready", 1))
+        self.assertTrue(deployment.deployed_at)
         with pg.maintenance(self.pg_params) as conn:
             self.assertFalse(pg.connections_allowed(conn, template.database_name))
             clone = template.database_name + "_clone"
@@ -87,6 +93,9 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
 
         template.action_unlock()
         self.assertEqual(template.state, "configuring")
+        self.assertEqual(deployment.state, "outdated", "being changed: not cloned from")
+        with self.assertRaises(UserError):
+            template._saas_clone_source(local)
         template.action_refresh()
         self.build(template)
         self.assertEqual(template.state, "configuring", template.build_log)

@@ -1,4 +1,7 @@
-"""18.0.1.1.0: operations as records.
+"""18.0.1.1.0: operations and servers as records.
+
+* Everything already made lives on the local server, and every template
+  locked before deployments existed gets its home deployment.
 
 * The two crons that ran provisioning and template builds are replaced by the
   operation runner: they are removed (they would call methods that are gone).
@@ -12,6 +15,8 @@
 
 from psycopg2 import sql
 
+from odoo import SUPERUSER_ID, api
+
 OLD_CRONS = ("ir_cron_saas_provision", "ir_cron_saas_template_build")
 OLD_COLUMNS = {
     "saas_instance": ("provision_step", "provision_timings", "provision_seconds",
@@ -23,12 +28,25 @@ OLD_COLUMNS = {
 def migrate(cr, version):
     if not version:
         return
+    _put_on_local_server(cr)
     _remove_old_crons(cr)
     _queue_open_work(cr)
     for table, columns in OLD_COLUMNS.items():
         for column in columns:
             cr.execute(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
                 sql.Identifier(table), sql.Identifier(column)))
+
+
+def _put_on_local_server(cr):
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    local = env["saas.server"]._local()
+    # In SQL: the ORM refuses to move a provisioned instance (it is not moved, only named).
+    cr.execute("UPDATE saas_instance SET server_id = %s WHERE server_id IS NULL", [local.id])
+    cr.execute("UPDATE saas_template SET server_id = %s WHERE server_id IS NULL", [local.id])
+    env.invalidate_all()
+    templates = env["saas.template"].with_context(active_test=False).search(
+        [("state", "=", "ready")])
+    templates._saas_sync_home_deployment()
 
 
 def _remove_old_crons(cr):
@@ -46,16 +64,16 @@ def _remove_old_crons(cr):
 
 def _queue_open_work(cr):
     cr.execute("""
-        INSERT INTO saas_operation (kind, instance_id, state, attempt, max_attempts,
+        INSERT INTO saas_operation (kind, instance_id, server_id, state, attempt, max_attempts,
                                     requested_by, create_uid, write_uid, create_date,
                                     write_date)
-        SELECT 'provision', id, 'queued', 0, 5, 1, 1, 1, now() AT TIME ZONE 'UTC',
+        SELECT 'provision', id, server_id, 'queued', 0, 5, 1, 1, 1, now() AT TIME ZONE 'UTC',
                now() AT TIME ZONE 'UTC'
           FROM saas_instance WHERE state = 'provisioning'""")
     cr.execute("""
-        INSERT INTO saas_operation (kind, template_id, state, attempt, max_attempts,
+        INSERT INTO saas_operation (kind, template_id, server_id, state, attempt, max_attempts,
                                     requested_by, create_uid, write_uid, create_date,
                                     write_date)
-        SELECT CASE WHEN build_mode = 'update' THEN 'refresh' ELSE 'build' END, id,
+        SELECT CASE WHEN build_mode = 'update' THEN 'refresh' ELSE 'build' END, id, server_id,
                'queued', 0, 5, 1, 1, 1, now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
           FROM saas_template WHERE state = 'building'""")
