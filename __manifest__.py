@@ -22,6 +22,7 @@
         "views/saas_operation_views.xml",
         "views/saas_template_views.xml",
         "views/saas_plan_views.xml",
+        "views/saas_health_check_views.xml",
         "views/saas_instance_views.xml",
         "views/saas_subscription_views.xml",
         "views/res_partner_views.xml",

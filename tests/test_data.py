@@ -52,6 +52,7 @@ class TestSeedData(TransactionCase):
         self.assertEqual(root.name, "SaaS Manager")
         children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
         self.assertEqual(children, {
-            "Operations": ["Instances", "Subscriptions"],
+            "Customers": ["Instances", "Subscriptions", "Health Checks"],
+            "Operations": [],
             "Configuration": ["Templates", "Plans", "Settings"],
         })
