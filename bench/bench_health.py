@@ -103,7 +103,7 @@ def timed_run(env, checked, idle):
     from odoo.addons.saas_manager.engine import health
 
     idle.write({"state": "draft"})
-    checked.write({"state": "active", "health_failures": 0, "health_history": False})
+    checked.write({"state": "active", "health_failures": 0})
     env.cr.commit()
     probed = []
     check_all = health.check_all
