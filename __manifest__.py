@@ -23,6 +23,7 @@
         "views/saas_operation_views.xml",
         "views/saas_template_views.xml",
         "views/saas_plan_views.xml",
+        "views/saas_health_check_views.xml",
         "views/saas_instance_views.xml",
         "views/saas_server_views.xml",
         "views/saas_subscription_views.xml",

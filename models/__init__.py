@@ -18,6 +18,7 @@ from . import saas_instance_provisioning
 from . import saas_instance_access
 from . import saas_instance_usage
 from . import saas_instance_health
+from . import saas_health_check
 from . import saas_instance_welcome
 from . import saas_access_link
 from . import saas_rate_limit

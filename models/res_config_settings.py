@@ -2,6 +2,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, ValidationError
 
 from ..engine import naming
+from .saas_health_check import MIN_RETENTION_DAYS
 from .saas_settings import SETTINGS, conf
 
 
@@ -43,6 +44,10 @@ class ResConfigSettings(models.TransientModel):
     saas_health_alert_failures = fields.Integer(
         string="Alert After Failed Checks", default=SETTINGS["saas.health_alert_failures"][1],
         help="Consecutive failed hourly checks before the responsible gets a to-do.")
+    saas_health_retention_days = fields.Integer(
+        string="Keep Health Checks (days)", default=SETTINGS["saas.health_retention_days"][1],
+        help="Health checks older than this are deleted; at least 31 days, so the 30-day "
+             "uptime always has its whole window.")
     saas_operation_max_attempts = fields.Integer(
         string="Operation Attempts", default=SETTINGS["saas.operation_max_attempts"][1],
         help="Attempts of an operation whose failures go away by themselves (a server not "
@@ -63,6 +68,7 @@ class ResConfigSettings(models.TransientModel):
         "saas_payment_grace_days": "saas.payment_grace_days",
         "saas_limit_suspend_days": "saas.limit_suspend_days",
         "saas_health_alert_failures": "saas.health_alert_failures",
+        "saas_health_retention_days": "saas.health_retention_days",
         "saas_operation_max_attempts": "saas.operation_max_attempts",
         "saas_operation_retry_seconds": "saas.operation_retry_seconds",
     }
@@ -109,14 +115,18 @@ class ResConfigSettings(models.TransientModel):
             settings.saas_dbfilter_mismatch = server != required
 
     @api.constrains("saas_payment_grace_days", "saas_limit_suspend_days",
-                    "saas_health_alert_failures", "saas_operation_max_attempts",
-                    "saas_operation_retry_seconds")
+                    "saas_health_alert_failures", "saas_health_retention_days",
+                    "saas_operation_max_attempts", "saas_operation_retry_seconds")
     def _check_saas_numbers(self):
         for settings in self:
             if min(settings.saas_payment_grace_days, settings.saas_limit_suspend_days) < 0 or (
                     settings.saas_health_alert_failures < 1):
                 raise ValidationError(self.env._(
                     "Grace days cannot be negative and alerts need at least one failure."))
+            if settings.saas_health_retention_days < MIN_RETENTION_DAYS:
+                raise ValidationError(self.env._(
+                    "Health checks must be kept at least %(days)s days: the 30-day uptime "
+                    "is computed from them.", days=MIN_RETENTION_DAYS))
             if settings.saas_operation_max_attempts < 1 or (
                     settings.saas_operation_retry_seconds < 1):
                 raise ValidationError(self.env._(

@@ -37,6 +37,7 @@ SETTINGS = {
     "saas.limit_policy": (str, "notify"),
     "saas.limit_suspend_days": (int, 7),
     "saas.health_alert_failures": (int, 3),
+    "saas.health_retention_days": (int, 35),
     "saas.welcome_link_hours": (int, 72),
     "saas.operation_max_attempts": (int, 5),
     "saas.operation_retry_seconds": (int, 30),

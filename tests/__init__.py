@@ -9,6 +9,7 @@ from . import test_templates
 from . import test_ui
 from . import test_subscriptions
 from . import test_lifecycle
+from . import test_health
 from . import test_mail_templates
 from . import test_welcome
 from . import test_access_rpc

@@ -9,9 +9,11 @@ ACCESS_ERROR = "odoo.exceptions.AccessError"
 INTERNAL_INSTANCE_FIELDS = (
     "database_name", "owned_database", "operation_ids", "operation_error",
     "template_revision", "template_built_at",
-    "health_checked_at", "health_response_ms", "health_failures", "health_history",
-    "health_error", "database_mb", "filestore_mb", "user_id", "backup_dump_path",
-    "backup_filestore_path", "subdomain_released", "server_id",
+    "health_checked_at", "health_response_ms", "health_failures", "health_error",
+    "uptime_24h", "uptime_7d", "uptime_30d", "health_checks_24h", "health_checks_7d",
+    "health_checks_30d", "response_p95_ms", "health_check_count", "database_mb",
+    "filestore_mb", "user_id", "backup_dump_path", "backup_filestore_path",
+    "subdomain_released", "server_id",
 )
 #: What it reads deliberately (the coming portal pages show them).
 CUSTOMER_INSTANCE_FIELDS = (

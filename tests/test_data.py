@@ -57,7 +57,7 @@ class TestSeedData(TransactionCase):
         self.assertEqual(root.name, "SaaS Manager")
         children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
         self.assertEqual(children, {
-            "Customers": ["Instances", "Subscriptions"],
+            "Customers": ["Instances", "Subscriptions", "Health Checks"],
             "Operations": [],
             "Configuration": ["Templates", "Plans", "Servers", "Settings"],
         })

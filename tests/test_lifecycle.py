@@ -151,7 +151,12 @@ class TestLifecycleEffects(ClonedTemplateCase):
         self.env["saas.instance"]._cron_health()
         self.assertEqual(instance.health_status, "up", instance.health_error)
         self.assertGreater(instance.health_response_ms, 0)
-        self.assertEqual(instance.health_history, "+")
+        first = self.checks(instance)
+        self.assertEqual(len(first), 1)
+        self.assertEqual((first.up, first.response_ms, first.error, first.checked_at),
+                         (True, instance.health_response_ms, False, instance.health_checked_at))
+        self.assertEqual((instance.uptime_24h, instance.health_checks_24h), (100.0, 1))
+        self.assertEqual(instance.response_p95_ms, first.response_ms)
         with pg.maintenance(self.pg_params) as conn:  # an outage the module did not cause
             pg.allow_connections(conn, instance.database_name, False)
             pg.terminate_sessions(conn, instance.database_name)
@@ -159,10 +164,20 @@ class TestLifecycleEffects(ClonedTemplateCase):
         for _run in range(3):
             self.env["saas.instance"]._cron_health()
         self.assertEqual(instance.health_status, "down")
-        self.assertEqual((instance.health_failures, instance.health_history), (3, "+---"))
+        self.assertEqual(instance.health_failures, 3)
         self.assertIn("database", instance.health_error)
+        checks = self.checks(instance)
+        self.assertEqual(checks.sorted("id").mapped("up"), [True, False, False, False])
+        self.assertEqual(checks[0].error, instance.health_error)
+        self.assertEqual((instance.uptime_24h, instance.uptime_7d, instance.uptime_30d),
+                         (25.0, 25.0, 25.0))
+        self.assertEqual(instance.response_p95_ms, first.response_ms, "failed checks left out")
         alerts = instance.activity_ids.filtered(lambda a: "is down" in (a.summary or ""))
         self.assertEqual(len(alerts), 1, "one alert per outage")
+
+    def checks(self, instance):
+        instance.invalidate_recordset()
+        return self.env["saas.health.check"].search([("instance_id", "=", instance.id)])
 
     def reopen(self, instance):
         with pg.maintenance(self.pg_params) as conn:
