@@ -12,6 +12,8 @@ from . import saas_template_build
 from . import saas_template_deployment
 from . import saas_plan
 from . import saas_subscription
+from . import saas_subscription_invoicing
+from . import saas_subscription_lifecycle
 from . import saas_instance
 from . import saas_instance_server
 from . import saas_instance_provisioning

@@ -1,8 +1,7 @@
 """Access: suspend, reactivate and terminate, the one API subscriptions call."""
 
-from odoo import fields, models, sql_db
+from odoo import fields, models
 from odoo.exceptions import UserError
-from odoo.modules.registry import Registry
 
 from ..engine import backup, pg
 
@@ -152,9 +151,7 @@ class SaasInstance(models.Model):
         """
         name = self._owned_database_name()
         if not allowed:
-            # Our own pooled connections close cleanly instead of being killed.
-            Registry.delete(name)
-            sql_db.close_db(name)
+            self._saas_release(name)
         with pg.maintenance(self._saas_pg_params()) as conn:
             pg.allow_connections(conn, name, allowed)
             if not allowed:
@@ -222,8 +219,7 @@ class SaasInstance(models.Model):
             flags = pg.connections_allowed(conn, name)
             pg.mark_template(conn, name, True)
             pg.allow_connections(conn, name, True)
-        Registry.delete(name)
-        sql_db.close_db(name)
+        self._saas_release(name)
         try:
             with pg.maintenance(params) as conn:
                 pg.terminate_sessions(conn, name)  # a session it cannot end stops it here

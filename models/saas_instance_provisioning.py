@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
-from odoo import models, sql_db
+from odoo import models
 from odoo.addons.base.models.res_users import KEY_CRYPT_CONTEXT
 from odoo.exceptions import UserError
-from odoo.modules.registry import Registry
 
 from ..engine import customize, filestore, naming, pg, proxy, sanitize
 from .saas_instance import RENAMEABLE_STATES
@@ -283,8 +282,7 @@ class SaasInstance(models.Model):
         if marker != self._owner_marker() and not (unmarked_ok and marker is None):
             raise UserError(self.env._(
                 "%(db)s does not carry this instance's marker: it is not dropped.", db=name))
-        Registry.delete(name)
-        sql_db.close_db(name)
+        self._saas_release(name)
         pg.drop(conn, name)
 
     def _provision_remove_proxy(self):

@@ -11,7 +11,8 @@ class SaasOperationMixin(models.AbstractModel):
     _saas_operation_link = None
 
     operation_count = fields.Integer(compute="_compute_operation_info")
-    operation_step = fields.Char(string="Current Step", compute="_compute_operation_info")
+    operation_step = fields.Char(string="Current Step", compute="_compute_operation_info",
+                                 groups="saas_manager.group_saas_user")
     operation_error = fields.Text(string="Last Error", compute="_compute_operation_info",
                                   groups="saas_manager.group_saas_user")
 

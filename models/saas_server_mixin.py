@@ -2,7 +2,8 @@ import dataclasses
 import os
 import sys
 
-from odoo import models
+from odoo import models, sql_db
+from odoo.modules.registry import Registry
 
 from ..engine import backup
 from ..engine.server import Proxy
@@ -97,5 +98,10 @@ class SaasServerMixin(models.AbstractModel):
             return {item.name: "" for item in dataclasses.fields(Proxy)}
         return dataclasses.asdict(proxy)
 
-    def _saas_param(self, key, default=""):
-        return self.env["ir.config_parameter"].sudo().get_param(key, default) or default
+    @staticmethod
+    def _saas_release(database):
+        """Forget this process's registry and pooled connections of ``database``, before it
+        is blocked, dumped or dropped: our own connections close cleanly instead of being
+        killed, and no stale registry serves it afterwards."""
+        Registry.delete(database)
+        sql_db.close_db(database)

@@ -2,9 +2,8 @@ import re
 
 import psycopg2
 
-from odoo import api, fields, models, sql_db
+from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
-from odoo.modules.registry import Registry
 
 from ..engine import filestore, naming, pg
 
@@ -186,8 +185,7 @@ class SaasTemplate(models.Model):
     def _saas_release_database(self):
         """Forget this process's registry and pooled connections to the template."""
         self.ensure_one()
-        Registry.delete(self.database_name)
-        sql_db.close_db(self.database_name)
+        self._saas_release(self.database_name)
 
     def _saas_lock(self):
         """Make the template cloneable and unservable: no sessions, no connections.

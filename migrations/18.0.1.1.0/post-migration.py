@@ -9,7 +9,8 @@
   the runner picks it up.
 * Columns of removed fields, which Odoo leaves behind, are dropped: the
   per-instance provisioning fields (now on the operation and its steps), the
-  template's build log (now the operation's log) and the encrypted customer
+  health history string (now saas.health.check records), the template's build
+  log (now the operation's log) and the encrypted customer
   password of versions before the welcome link (never to be kept).
 """
 
@@ -20,7 +21,7 @@ from odoo import SUPERUSER_ID, api
 OLD_CRONS = ("ir_cron_saas_provision", "ir_cron_saas_template_build")
 OLD_COLUMNS = {
     "saas_instance": ("provision_step", "provision_timings", "provision_seconds",
-                      "last_error", "admin_password_encrypted"),
+                      "last_error", "admin_password_encrypted", "health_history"),
     "saas_template": ("build_log",),
 }
 
