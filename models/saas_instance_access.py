@@ -104,7 +104,7 @@ class SaasInstance(models.Model):
 
     def _saas_operation(self, kind, params=None):
         operation = self.env["saas.operation"]._queue(self, kind, params)
-        operation._execute(inline=True)
+        operation._execute()
         return operation
 
     # -- handlers (run by saas.operation, as superuser) ------------------------------
