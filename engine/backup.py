@@ -24,11 +24,9 @@ fails.
 """
 
 import contextlib
-import glob
 import gzip
 import hashlib
 import os
-import re
 import subprocess
 import tarfile
 import zlib
@@ -48,6 +46,10 @@ _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error)
 
 class BackupError(pg.PgError):
     """A backup or restore failed; what it had created is removed."""
+
+
+class BackupExistsError(BackupError):
+    """A backup with this database name and stamp exists already (never overwritten)."""
 
 
 @dataclass
@@ -234,7 +236,8 @@ def _reserve(path):
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        raise BackupError("%s already exists: a backup is never overwritten." % path) from None
+        raise BackupExistsError("%s already exists: a backup is never overwritten." % path) \
+            from None
 
 
 def _remove_files(paths):
@@ -412,24 +415,3 @@ def row_counts(conn):
                 sql.Identifier(schema), sql.Identifier(table)))
             counts["%s.%s" % (schema, table)] = cr.fetchone()[0]
     return counts
-
-
-def latest(backup_dir, database, since=""):
-    """The newest complete backup (dump and archive) of ``database`` in ``backup_dir``
-    whose stamp is not older than ``since`` (same ``YYYYMMDDTHHMMSSZ`` format).
-
-    Backup names end with a UTC stamp that sorts in time order; ``None`` when
-    there is none.  Used to resume a termination whose record was lost after
-    the database was dropped; ``since`` keeps out backups of an earlier
-    database that had the same name.
-    """
-    pattern = os.path.join(glob.escape(backup_dir), glob.escape(database) + "-*.dump")
-    name_re = re.compile(re.escape(database) + r"-\d{8}T\d{6}Z\.dump")
-    dumps = [path for path in glob.glob(pattern) if name_re.fullmatch(os.path.basename(path))
-             and os.path.basename(path)[len(database) + 1:-len(".dump")] >= since]
-    for dump_path in sorted(dumps, reverse=True):
-        archive = dump_path[: -len(".dump")] + ".filestore.tar.gz"
-        if os.path.isfile(archive):
-            return Backup(dump_path, archive, 0, os.path.getsize(dump_path),
-                          os.path.getsize(archive))
-    return None
