@@ -298,30 +298,6 @@ def test_row_counts_are_exact_per_public_table(pg_params, source):
                            'public.we"ird Table'}, "only ordinary tables of schema public"
 
 
-def test_latest_finds_the_newest_complete_backup(tmp_path):
-    base = "acme.saas.test"
-    for stamp, complete in (("20260101T010000Z", True), ("20260301T010000Z", True),
-                            ("20260401T010000Z", False)):
-        (tmp_path / ("%s-%s.dump" % (base, stamp))).write_bytes(b"dump")
-        if complete:
-            (tmp_path / ("%s-%s.filestore.tar.gz" % (base, stamp))).write_bytes(b"tar")
-    (tmp_path / "acme.saas.test-other-20260501T010000Z.dump").write_bytes(b"x")
-    found = backup.latest(str(tmp_path), base)
-    assert found.dump_path.endswith("acme.saas.test-20260301T010000Z.dump")
-    assert found.filestore_path.endswith("acme.saas.test-20260301T010000Z.filestore.tar.gz")
-    assert backup.latest(str(tmp_path), "other.saas.test") is None
-
-
-def test_latest_ignores_backups_older_than_since(tmp_path):
-    base = "reused.saas.test"
-    for stamp in ("20250101T010000Z", "20260301T010000Z"):
-        (tmp_path / ("%s-%s.dump" % (base, stamp))).write_bytes(b"dump")
-        (tmp_path / ("%s-%s.filestore.tar.gz" % (base, stamp))).write_bytes(b"tar")
-    assert backup.latest(str(tmp_path), base, since="20260401T000000Z") is None
-    found = backup.latest(str(tmp_path), base, since="20260101T000000Z")
-    assert found.dump_path.endswith("-20260301T010000Z.dump")
-
-
 def sha256_of(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

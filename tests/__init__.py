@@ -7,6 +7,7 @@ from . import test_provisioning
 from . import test_templates
 from . import test_ui
 from . import test_subscriptions
+from . import test_backups
 from . import test_lifecycle
 from . import test_mail_templates
 from . import test_welcome

@@ -10,8 +10,8 @@ INTERNAL_INSTANCE_FIELDS = (
     "database_name", "owned_database", "provision_step", "provision_timings",
     "provision_seconds", "last_error", "template_revision", "template_built_at",
     "health_checked_at", "health_response_ms", "health_failures", "health_history",
-    "health_error", "database_mb", "filestore_mb", "user_id", "backup_dump_path",
-    "backup_filestore_path", "subdomain_released",
+    "health_error", "database_mb", "filestore_mb", "user_id", "final_backup_id",
+    "backup_count", "backup_ids", "subdomain_released",
 )
 #: What it reads deliberately (the coming portal pages show them).
 CUSTOMER_INSTANCE_FIELDS = (

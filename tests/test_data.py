@@ -52,6 +52,8 @@ class TestSeedData(TransactionCase):
         self.assertEqual(root.name, "SaaS Manager")
         children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
         self.assertEqual(children, {
-            "Operations": ["Instances", "Subscriptions"],
+            "Customers": ["Instances", "Subscriptions"],
+            "Operations": [],
+            "Backups": [],
             "Configuration": ["Templates", "Plans", "Settings"],
         })
