@@ -41,7 +41,7 @@ class SaasServerMixin(models.AbstractModel):
 
     def _saas_backup_dir(self):
         """Where final backups go: odoo.conf ``saas_backup_dir``, else
-        ``<data_dir>/saas_backups`` (see CONFIGURATION.md, "Backups")."""
+        ``<data_dir>/saas_backups`` (see CONFIGURATION.md, "Termination and backups")."""
         return config.get("saas_backup_dir") or os.path.join(config["data_dir"], "saas_backups")
 
     def _saas_backup(self, database):
