@@ -26,6 +26,7 @@ fails.
 import contextlib
 import gzip
 import hashlib
+import io
 import os
 import subprocess
 import tarfile
@@ -67,7 +68,7 @@ class Backup:
     stamp: str = ""
 
 
-class _HashingReader:
+class _HashingReader(io.RawIOBase):
     """A binary file read through: counts and hashes (SHA-256) every byte read.
 
     For :class:`gzip.GzipFile`, which only reads forward, or rewinds to the
@@ -75,13 +76,18 @@ class _HashingReader:
     """
 
     def __init__(self, raw):
+        super().__init__()
         self.raw, self.size, self.hash = raw, 0, hashlib.sha256()
 
-    def read(self, size=-1):
-        data = self.raw.read(size)
-        self.size += len(data)
-        self.hash.update(data)
-        return data
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        count = self.raw.readinto(buffer)
+        if count:
+            self.size += count
+            self.hash.update(memoryview(buffer)[:count])
+        return count
 
     def seek(self, offset, whence=os.SEEK_SET):
         if (offset, whence) != (0, os.SEEK_SET):

@@ -14,7 +14,7 @@ class SaasInstance(models.Model):
     backup_count = fields.Integer(compute="_compute_backup_info",
                                   groups="saas_manager.group_saas_manager")
     final_backup_id = fields.Many2one(
-        "saas.backup", string="Final Backup", compute="_compute_backup_info",
+        "saas.backup", compute="_compute_backup_info",
         groups="saas_manager.group_saas_manager",
         help="The backup taken just before the database was dropped.")
 
