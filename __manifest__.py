@@ -21,6 +21,7 @@
         "data/ir_cron_data.xml",
         "data/mail_template_data.xml",
         "views/saas_operation_views.xml",
+        "views/saas_backup_views.xml",
         "views/saas_template_views.xml",
         "views/saas_plan_views.xml",
         "views/saas_health_check_views.xml",

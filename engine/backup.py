@@ -11,6 +11,11 @@ only returned once both of its files have been read back:
   level 1: attachments are mostly compressed already (images, PDFs,
   office files), a higher level costs time for little space.
 
+A :class:`Backup` carries the size and SHA-256 of both files: the dump's is
+computed by reading it once after ``pg_dump`` wrote it, the archive's while it
+is read back for verification (no second read).  :func:`verify` checks them
+again later (before a termination relies on an earlier backup).
+
 Both backup files are reserved first (created exclusively, mode 0600:
 they hold customer data), so an existing backup is never overwritten, and a
 failed backup removes exactly the files it created.  A restore likewise creates its database and
@@ -19,9 +24,10 @@ fails.
 """
 
 import contextlib
-import glob
+import gzip
+import hashlib
+import io
 import os
-import re
 import subprocess
 import tarfile
 import zlib
@@ -43,15 +49,63 @@ class BackupError(pg.PgError):
     """A backup or restore failed; what it had created is removed."""
 
 
+class BackupExistsError(BackupError):
+    """A backup with this database name and stamp exists already (never overwritten)."""
+
+
 @dataclass
 class Backup:
-    """A verified backup: its two files, the files archived, and both files' sizes."""
+    """A verified backup: its two files, the files archived, both files' sizes and SHA-256
+    (hexadecimal), and the stamp its file names carry (``YYYYMMDDTHHMMSSZ``, UTC)."""
 
     dump_path: str
     filestore_path: str
     files: int
     dump_bytes: int
     filestore_bytes: int
+    dump_sha256: str = ""
+    filestore_sha256: str = ""
+    stamp: str = ""
+
+
+class _HashingReader(io.RawIOBase):
+    """A binary file read through: counts and hashes (SHA-256) every byte read.
+
+    For :class:`gzip.GzipFile`, which only reads forward, or rewinds to the
+    start (then the count and hash start again).
+    """
+
+    def __init__(self, raw):
+        super().__init__()
+        self.raw, self.size, self.hash = raw, 0, hashlib.sha256()
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        count = self.raw.readinto(buffer)
+        if count:
+            self.size += count
+            self.hash.update(memoryview(buffer)[:count])
+        return count
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        if (offset, whence) != (0, os.SEEK_SET):
+            raise OSError("a verified archive is read forward only")
+        self.size, self.hash = 0, hashlib.sha256()
+        return self.raw.seek(0)
+
+    def drain(self):
+        """Read what is left (bytes after the gzip stream): all of the file is hashed."""
+        while self.read(CHUNK):
+            pass
+        return self.size, self.hash.hexdigest()
+
+
+def file_digest(path):
+    """``(size, sha256)`` of the file at ``path``, read once."""
+    with open(path, "rb") as handle:
+        return _HashingReader(handle).drain()
 
 
 def _conninfo(database):
@@ -121,29 +175,40 @@ def _add_member(tar, path, src_dir):
 
 def verify_archive(tar_path, expected_files):
     """Read every member of ``tar_path`` to its end; raise :class:`BackupError` unless
-    it reads back and holds ``expected_files`` regular files.  Returns that count.
+    it reads back and holds ``expected_files`` regular files.  Returns that count."""
+    _read_back_archive(tar_path, expected_files)
+    return expected_files
+
+
+def _read_back_archive(tar_path, expected_files):
+    """:func:`verify_archive`, returning ``(size, sha256)`` of the archive as read back.
 
     After the members, the rest of the gzip stream is read too: gzip checks
-    its CRC and length only at the end of the stream.
+    its CRC and length only at the end of the stream; then whatever follows
+    it, so that the checksum covers the whole file.
     """
     files = 0
     try:
-        with tarfile.open(tar_path, "r:gz") as tar:
-            for member in tar:
-                if member.isreg():
-                    with tar.extractfile(member) as handle:
-                        while handle.read(CHUNK):
-                            pass
-                    files += 1
-            while tar.fileobj.read(CHUNK):
-                pass
+        with open(tar_path, "rb") as raw:
+            reader = _HashingReader(raw)
+            with gzip.GzipFile(fileobj=reader, mode="rb") as unzipped, \
+                    tarfile.open(fileobj=unzipped, mode="r:") as tar:
+                for member in tar:
+                    if member.isreg():
+                        with tar.extractfile(member) as handle:
+                            while handle.read(CHUNK):
+                                pass
+                        files += 1
+                while unzipped.read(CHUNK):
+                    pass
+            size, digest = reader.drain()
     except (OSError, *_ARCHIVE_ERRORS) as exc:
         raise BackupError("The filestore archive %s does not read back: %s" % (
             tar_path, exc)) from exc
     if files != expected_files:
         raise BackupError("The filestore archive %s holds %d files, %d were archived." % (
             tar_path, files, expected_files))
-    return files
+    return size, digest
 
 
 def _check_members(tar):
@@ -167,7 +232,8 @@ def _reserve(path):
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        raise BackupError("%s already exists: a backup is never overwritten." % path) from None
+        raise BackupExistsError("%s already exists: a backup is never overwritten." % path) \
+            from None
 
 
 def _remove_files(paths):
@@ -186,8 +252,9 @@ def backup(params, database, filestore_dir, backup_dir, stamp):
 
     Files: ``<database>-<stamp>.dump`` and
     ``<database>-<stamp>.filestore.tar.gz``; both are read back before this
-    returns.  Existing files are refused.  On any failure the files this
-    call created are removed and :class:`BackupError` says why.
+    returns, with their sizes and SHA-256.  Existing files are refused.  On
+    any failure the files this call created are removed and
+    :class:`BackupError` says why.
     """
     _check_part("database name", database)
     _check_part("stamp", stamp)
@@ -200,10 +267,11 @@ def backup(params, database, filestore_dir, backup_dir, stamp):
             _reserve(path)
             created.append(path)
         pg.dump(params, database, dump_path)
+        dump_bytes, dump_sha256 = file_digest(dump_path)
         files = archive_filestore(filestore_dir, tar_path)
-        verify_archive(tar_path, files)
-        return Backup(dump_path, tar_path, files, os.path.getsize(dump_path),
-                      os.path.getsize(tar_path))
+        tar_bytes, tar_sha256 = _read_back_archive(tar_path, files)
+        return Backup(dump_path, tar_path, files, dump_bytes, tar_bytes,
+                      dump_sha256=dump_sha256, filestore_sha256=tar_sha256, stamp=stamp)
     except BackupError:
         _remove_files(created)
         raise
@@ -213,6 +281,44 @@ def backup(params, database, filestore_dir, backup_dir, stamp):
     except BaseException:
         _remove_files(created)
         raise
+
+
+def verify(made, checksums=True):
+    """Check that both files of ``made`` are still there, with the sizes (then, unless
+    ``checksums`` is false, the SHA-256) recorded when it was taken.
+
+    Raises :class:`BackupError` naming every file that is missing or differs.
+    Sizes are compared first, for every file, so a missing or truncated file
+    is reported without reading anything.
+    """
+    files = (("database dump", made.dump_path, made.dump_bytes, made.dump_sha256),
+             ("filestore archive", made.filestore_path, made.filestore_bytes,
+              made.filestore_sha256))
+    problems = []
+    for label, path, size, _digest in files:
+        try:
+            actual = os.path.getsize(path) if path else None
+        except OSError:
+            actual = None
+        if actual is None:
+            problems.append("the %s %s is missing" % (label, path or "(no path)"))
+        elif actual != size:
+            problems.append("the %s %s has %d bytes, %d were recorded" % (
+                label, path, actual, size))
+    if not problems and checksums:
+        for label, path, _size, digest in files:
+            try:
+                actual = file_digest(path)[1]
+            except OSError as exc:
+                problems.append("the %s %s cannot be read: %s" % (label, path, exc))
+                continue
+            if not digest:
+                problems.append("the %s %s has no recorded checksum" % (label, path))
+            elif actual != digest:
+                problems.append("the %s %s does not match its checksum (SHA-256 %s, "
+                                "recorded %s)" % (label, path, actual, digest))
+    if problems:
+        raise BackupError("Backup not usable: %s." % "; ".join(problems))
 
 
 # -- restore -----------------------------------------------------------------------------
@@ -305,24 +411,3 @@ def row_counts(conn):
                 sql.Identifier(schema), sql.Identifier(table)))
             counts["%s.%s" % (schema, table)] = cr.fetchone()[0]
     return counts
-
-
-def latest(backup_dir, database, since=""):
-    """The newest complete backup (dump and archive) of ``database`` in ``backup_dir``
-    whose stamp is not older than ``since`` (same ``YYYYMMDDTHHMMSSZ`` format).
-
-    Backup names end with a UTC stamp that sorts in time order; ``None`` when
-    there is none.  Used to resume a termination whose record was lost after
-    the database was dropped; ``since`` keeps out backups of an earlier
-    database that had the same name.
-    """
-    pattern = os.path.join(glob.escape(backup_dir), glob.escape(database) + "-*.dump")
-    name_re = re.compile(re.escape(database) + r"-\d{8}T\d{6}Z\.dump")
-    dumps = [path for path in glob.glob(pattern) if name_re.fullmatch(os.path.basename(path))
-             and os.path.basename(path)[len(database) + 1:-len(".dump")] >= since]
-    for dump_path in sorted(dumps, reverse=True):
-        archive = dump_path[: -len(".dump")] + ".filestore.tar.gz"
-        if os.path.isfile(archive):
-            return Backup(dump_path, archive, 0, os.path.getsize(dump_path),
-                          os.path.getsize(archive))
-    return None

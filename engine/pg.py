@@ -202,6 +202,11 @@ def connections_allowed(conn, name):
                            (name,)))
 
 
+def is_template(conn, name):
+    return bool(_fetch_one(conn, "SELECT datistemplate FROM pg_database WHERE datname = %s",
+                           (name,)))
+
+
 def clone(conn, template, target, *, owner_role=None, strategy=DEFAULT_STRATEGY, hidden=False):
     """``CREATE DATABASE target TEMPLATE template`` owned by ``owner_role``.
 
@@ -264,8 +269,7 @@ def drop(conn, name):
     names it.
     """
     try:
-        if _fetch_one(conn, "SELECT datistemplate FROM pg_database WHERE datname = %s",
-                      (name,)):
+        if is_template(conn, name):
             mark_template(conn, name, False)
         _end_allowed(conn, name)
         _execute(conn, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))

@@ -7,6 +7,7 @@ from . import saas_lifecycle_mixin
 from . import saas_operation
 from . import saas_operation_step
 from . import saas_operation_mixin
+from . import saas_backup
 from . import saas_template
 from . import saas_template_build
 from . import saas_template_deployment
@@ -18,6 +19,7 @@ from . import saas_instance
 from . import saas_instance_server
 from . import saas_instance_provisioning
 from . import saas_instance_access
+from . import saas_instance_backup
 from . import saas_instance_usage
 from . import saas_instance_health
 from . import saas_health_check

@@ -24,11 +24,6 @@ class SaasInstance(models.Model):
                                          tracking=True, saas_protected=True)
     suspended_on = fields.Datetime(readonly=True, copy=False, saas_protected=True)
     terminated_on = fields.Datetime(readonly=True, copy=False, saas_protected=True)
-    backup_dump_path = fields.Char(string="Final Backup (database)", readonly=True, copy=False,
-                                   groups="saas_manager.group_saas_manager", saas_protected=True)
-    backup_filestore_path = fields.Char(string="Final Backup (filestore)", readonly=True,
-                                        copy=False, groups="saas_manager.group_saas_manager",
-                                        saas_protected=True)
 
     # -- buttons ---------------------------------------------------------------------
     def action_suspend(self):
@@ -172,27 +167,37 @@ class SaasInstance(models.Model):
     def _saas_op_terminate(self, run):
         """Final verified backup, then remove database, filestore and proxy file.
 
-        The record stays (state terminated) with the backup's location.  A
-        failed backup or drop raises and leaves the database as it was.  Each
-        step is committed (outside tests): if the worker dies after the drop,
-        the next attempt finds the database gone and completes with the
-        backup already recorded.
+        The record stays (state terminated), its final backup a ``saas.backup``
+        record.  A failed backup or drop raises and leaves the database as it
+        was.  The backup record is committed before the drop (outside tests):
+        if the worker dies after the drop, the next attempt finds the database
+        gone and completes with that record, once its files are checked.
         """
         if self.state not in ("active", "suspended"):
             raise UserError(self.env._("%(name)s cannot be terminated from state %(state)s.",
                                        name=self.name, state=self.state))
-        name = self._owned_database_name()
-        with run.step("backup"):
-            made, flags = self._final_backup(name)
-            self.write({"backup_dump_path": made.dump_path,
-                        "backup_filestore_path": made.filestore_path})
-            self._commit()
-        with run.step("drop"):
-            try:
-                self._provision_remove_database()
-            except Exception:
-                self._restore_flags(name, flags)
-                raise
+        final = self._saas_final_backup()
+        exists = self._database_exists(self.database_name)
+        if not exists and not final:
+            raise UserError(self.env._(
+                "%(db)s no longer exists and no final backup of it is recorded: the "
+                "termination stops here.", db=self.database_name))
+        if not exists:
+            with run.step("backup"):
+                self._check_earlier_backup(final)
+            with run.step("drop"):
+                self._provision_remove_database()  # what the earlier attempt left (files)
+        else:
+            name = self._owned_database_name()
+            self._check_database_marker(name)  # before anything changes
+            # Hidden from Odoo from the backup to the drop; a failed drop gives the
+            # database its flags back (the window ends with the database gone otherwise).
+            with self._saas_backup_window(name, restore=(self.state == "active", False)):
+                with run.step("backup"):
+                    self._final_backup(name, run.operation)
+                    self._commit()
+                with run.step("drop"):
+                    self._provision_remove_database()
         with run.step("proxy"):
             self._provision_remove_proxy()
         self.write({"state": "terminated", "terminated_on": fields.Datetime.now(),
@@ -200,52 +205,24 @@ class SaasInstance(models.Model):
         self.subscription_ids._saas_instance_terminated()
         self._notify("saas_manager.mail_template_instance_terminated")
 
-    def _final_backup(self, name):
-        """Dump and filestore archive, both read back; returns ``(backup, flags)``.
+    def _final_backup(self, name, operation=None):
+        """Dump and filestore archive of ``name``, both read back: the final
+        ``saas.backup``.  The caller has opened the database to pg_dump (see
+        ``_saas_backup_window``)."""
+        return self._saas_backup_record(name, "final", operation)
 
-        The ownership marker is checked before anything changes.  During the
-        backup the database is hidden from Odoo (``IS_TEMPLATE``, which Odoo
-        never lists) but accepts pg_dump's connection; on failure its flags
-        are restored.  A database already gone (an earlier attempt dropped it)
-        resumes with the newest complete backup of it.
-        """
-        params = self._saas_pg_params()
-        with pg.maintenance(params) as conn:
-            if not pg.exists(conn, name):
-                return self._earlier_backup(name), None
-            if pg.comment(conn, name) != self._owner_marker():
-                raise UserError(self.env._(
-                    "%(db)s does not carry this instance's marker: it is not touched.", db=name))
-            flags = pg.connections_allowed(conn, name)
-            pg.mark_template(conn, name, True)
-            pg.allow_connections(conn, name, True)
-        self._saas_release(name)
+    def _check_earlier_backup(self, final):
+        """The database is gone (an earlier attempt dropped it): its final backup must
+        still be there, as it was written, before the termination completes."""
         try:
-            with pg.maintenance(params) as conn:
-                pg.terminate_sessions(conn, name)  # a session it cannot end stops it here
-            made = self._saas_backup(name)  # stamped like create_date: see _earlier_backup
-        except Exception:
-            self._restore_flags(name, flags)
-            raise
-        return made, flags
-
-    def _earlier_backup(self, name):
-        # Only a backup taken since this instance exists: a released subdomain's
-        # database name may have belonged to another customer before.
-        since = self.create_date.strftime("%Y%m%dT%H%M%SZ")
-        made = backup.latest(self._saas_backup_dir(), name, since=since)
-        if not made:
+            final._saas_verify()
+        except backup.BackupError as exc:
             raise UserError(self.env._(
-                "%(db)s no longer exists and no backup of it was found in %(dir)s.",
-                db=name, dir=self._saas_backup_dir()))
-        return made
+                "%(db)s no longer exists and its final backup %(backup)s cannot be relied "
+                "upon: %(reason)s Nothing more is removed; find the backup files (see "
+                "CONFIGURATION.md, Termination and backups) before trying again.",
+                db=self.database_name, backup=final.display_name, reason=exc)) from exc
 
-    def _restore_flags(self, name, connections_allowed):
-        """Undo the backup's flags (not hidden, connections as before), if it still exists."""
-        if connections_allowed is None:
-            return
+    def _database_exists(self, name):
         with pg.maintenance(self._saas_pg_params()) as conn:
-            if pg.exists(conn, name):
-                pg.allow_connections(conn, name, connections_allowed)
-                pg.mark_template(conn, name, False)
-
+            return pg.exists(conn, name)

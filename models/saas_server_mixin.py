@@ -1,12 +1,17 @@
+import contextlib
 import dataclasses
 import os
 import sys
+import time
 
 from odoo import models, sql_db
 from odoo.modules.registry import Registry
 
-from ..engine import backup
+from ..engine import backup, pg
 from ..engine.server import Proxy
+
+#: Stamps (seconds) a backup tries when a backup of the same second exists.
+STAMP_TRIES = 3
 
 
 class SaasServerMixin(models.AbstractModel):
@@ -43,17 +48,60 @@ class SaasServerMixin(models.AbstractModel):
 
     def _saas_backup_dir(self):
         """Where final backups go: odoo.conf ``saas_backup_dir``, else
-        ``<data_dir>/saas_backups`` (see CONFIGURATION.md, "Backups")."""
+        ``<data_dir>/saas_backups`` (see CONFIGURATION.md, "Termination and backups")."""
         return self._saas_server().backup_dir
 
     def _saas_backup(self, database):
-        """Verified final backup of ``database`` (dump and filestore archive) into
-        :meth:`_saas_backup_dir`, stamped with the database server's clock (UTC),
-        the clock of ``create_date``."""
-        stamp = self.env.cr.now().strftime("%Y%m%dT%H%M%SZ")
-        server = self._saas_server()
-        return backup.backup(server.pg_params(), database, server.filestore(database),
-                             server.backup_dir, stamp)
+        """Verified backup of ``database`` (dump and filestore archive, with their sizes and
+        checksums) into :meth:`_saas_backup_dir`, stamped with the database server's
+        clock (UTC, now: not the transaction's start, which two backups may share).
+
+        Stamps have a one-second resolution: a second backup of the same database
+        within the same second waits for the next one (files are never overwritten).
+        """
+        for attempt in range(1, STAMP_TRIES + 1):
+            self.env.cr.execute("""SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',
+                                                  'YYYYMMDD"T"HH24MISS"Z"')""")
+            stamp = self.env.cr.fetchone()[0]
+            server = self._saas_server()
+            try:
+                return backup.backup(server.pg_params(), database, server.filestore(database),
+                                     server.backup_dir, stamp)
+            except backup.BackupExistsError:
+                if attempt == STAMP_TRIES:
+                    raise
+                time.sleep(1)
+        return None
+
+    @contextlib.contextmanager
+    def _saas_backup_window(self, database, restore=None):
+        """While the block runs, ``database`` is hidden from Odoo and open to ``pg_dump``.
+
+        Hidden: flagged ``IS_TEMPLATE`` (Odoo never lists templates, so it
+        serves nothing of it) while it accepts connections (pg_dump's); this
+        process's registry and pooled connections are released and the
+        database's sessions ended (one that cannot be ended fails here).  When
+        the block ends, done or failed, the database gets its flags back if it
+        still exists (the block may have dropped it): those it had, or
+        ``restore`` = ``(connections allowed, is a template)`` when the caller
+        knows them (a database a killed worker left hidden reads as hidden).
+        """
+        params = self._saas_pg_params()
+        with pg.maintenance(params) as conn:
+            if restore is None:
+                restore = (pg.connections_allowed(conn, database), pg.is_template(conn, database))
+            pg.mark_template(conn, database, True)
+            pg.allow_connections(conn, database, True)
+        try:
+            self._saas_release(database)
+            with pg.maintenance(params) as conn:
+                pg.terminate_sessions(conn, database)
+            yield
+        finally:
+            with pg.maintenance(params) as conn:
+                if pg.exists(conn, database):
+                    pg.allow_connections(conn, database, restore[0])
+                    pg.mark_template(conn, database, restore[1])
 
     def _saas_log_dir(self):
         """Where the logs of child Odoo processes (template builds) are kept."""

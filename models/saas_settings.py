@@ -41,6 +41,11 @@ SETTINGS = {
     "saas.welcome_link_hours": (int, 72),
     "saas.operation_max_attempts": (int, 5),
     "saas.operation_retry_seconds": (int, 30),
+    # Days a backup of each kind is kept (saas.backup.expires_on); 0 = for good.
+    "saas.backup_final_retention_days": (int, 90),
+    "saas.backup_manual_retention_days": (int, 30),
+    "saas.backup_scheduled_retention_days": (int, 14),
+    "saas.backup_before_operation_retention_days": (int, 7),
 }
 
 

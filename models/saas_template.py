@@ -51,6 +51,10 @@ class SaasTemplate(models.Model):
     instance_ids = fields.One2many("saas.instance", "template_id", string="Instances")
     instance_count = fields.Integer(compute="_compute_instance_count")
     operation_ids = fields.One2many("saas.operation", "template_id", string="Operations")
+    backup_ids = fields.One2many("saas.backup", "template_id", string="Backups",
+                                 groups="saas_manager.group_saas_manager")
+    backup_count = fields.Integer(compute="_compute_backup_count",
+                                  groups="saas_manager.group_saas_manager")
     admin_login = fields.Char(default="admin", required=True, copy=False,
                               help="Administrator login inside the template database.")
     admin_password_encrypted = fields.Char(copy=False, groups="saas_manager.group_saas_admin")
@@ -95,6 +99,12 @@ class SaasTemplate(models.Model):
             [("template_id", "in", self.ids)], ["template_id"], ["__count"]))
         for template in self:
             template.instance_count = counts.get(template, 0)
+
+    def _compute_backup_count(self):
+        counts = dict(self.env["saas.backup"].sudo()._read_group(
+            [("template_id", "in", self.ids)], ["template_id"], ["__count"]))
+        for template in self:
+            template.backup_count = counts.get(template.sudo(), 0)
 
     @api.depends("admin_password_encrypted")
     def _compute_admin_password(self):
@@ -180,6 +190,10 @@ class SaasTemplate(models.Model):
         action["domain"] = [("template_id", "=", self.id)]
         action["context"] = {"default_template_id": self.id}
         return action
+
+    def action_view_backups(self):
+        self.ensure_one()
+        return self.env["saas.backup"]._saas_action([("template_id", "=", self.id)])
 
     # -- template database --------------------------------------------------
     def _saas_release_database(self):
@@ -268,29 +282,25 @@ class SaasTemplate(models.Model):
     def _backup_and_drop(self):
         """Final verified backup (dump and filestore archive), then drop both.
 
-        Returns the dump's path.  A failed backup raises and leaves the
-        database exactly as it was (connections allowed or not).
+        Returns the backup's ``saas.backup`` record (none when the database is
+        already gone); it outlives the template record.  The database is hidden
+        from Odoo and its sessions ended for the backup; a failed backup or
+        drop raises and leaves it as it was (flags included).
         """
         self.ensure_one()
         if not self.database_owned:
             raise UserError(self.env._(
                 "%(db)s was not built by SaaS Manager: it is not dropped.",
                 db=self.database_name))
-        name, params = self.database_name, self._saas_pg_params()
-        with pg.maintenance(params) as conn:
+        name = self.database_name
+        with pg.maintenance(self._saas_pg_params()) as conn:
             if not pg.exists(conn, name):
-                return False
-            allowed = pg.connections_allowed(conn, name)
-            pg.allow_connections(conn, name, True)  # for pg_dump; a locked template stays
-            # flagged IS_TEMPLATE, which Odoo never lists
-        try:
+                return self.env["saas.backup"]
+        with self._saas_backup_window(name):
             made = self._saas_backup(name)
-        except Exception:
-            with pg.maintenance(params) as conn:
-                pg.allow_connections(conn, name, allowed)
-            raise
-        self._drop_database()
-        return made.dump_path
+            record = self.env["saas.backup"]._saas_record(self, "final", made)
+            self._drop_database()
+        return record
 
     def action_open_database(self):
         """Open the template database in the browser, where the routing mode serves it."""

@@ -1,5 +1,6 @@
 """engine.backup against the real PostgreSQL: backup, read back, restore, and cleanup on failure."""
 
+import hashlib
 import io
 import os
 import stat
@@ -297,25 +298,75 @@ def test_row_counts_are_exact_per_public_table(pg_params, source):
                            'public.we"ird Table'}, "only ordinary tables of schema public"
 
 
-def test_latest_finds_the_newest_complete_backup(tmp_path):
-    base = "acme.saas.test"
-    for stamp, complete in (("20260101T010000Z", True), ("20260301T010000Z", True),
-                            ("20260401T010000Z", False)):
-        (tmp_path / ("%s-%s.dump" % (base, stamp))).write_bytes(b"dump")
-        if complete:
-            (tmp_path / ("%s-%s.filestore.tar.gz" % (base, stamp))).write_bytes(b"tar")
-    (tmp_path / "acme.saas.test-other-20260501T010000Z.dump").write_bytes(b"x")
-    found = backup.latest(str(tmp_path), base)
-    assert found.dump_path.endswith("acme.saas.test-20260301T010000Z.dump")
-    assert found.filestore_path.endswith("acme.saas.test-20260301T010000Z.filestore.tar.gz")
-    assert backup.latest(str(tmp_path), "other.saas.test") is None
+def sha256_of(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_latest_ignores_backups_older_than_since(tmp_path):
-    base = "reused.saas.test"
-    for stamp in ("20250101T010000Z", "20260301T010000Z"):
-        (tmp_path / ("%s-%s.dump" % (base, stamp))).write_bytes(b"dump")
-        (tmp_path / ("%s-%s.filestore.tar.gz" % (base, stamp))).write_bytes(b"tar")
-    assert backup.latest(str(tmp_path), base, since="20260401T000000Z") is None
-    found = backup.latest(str(tmp_path), base, since="20260101T000000Z")
-    assert found.dump_path.endswith("-20260301T010000Z.dump")
+def test_backup_carries_the_size_and_checksum_of_both_files(pg_params, source, tmp_path):
+    write_tree(tmp_path / "fs")
+    made = backup.backup(pg_params, source, str(tmp_path / "fs"), str(tmp_path / "b"), STAMP)
+    assert made.stamp == STAMP
+    assert made.dump_sha256 == sha256_of(made.dump_path)
+    assert made.filestore_sha256 == sha256_of(made.filestore_path)
+    assert made.dump_bytes == os.path.getsize(made.dump_path)
+    assert made.filestore_bytes == os.path.getsize(made.filestore_path)
+    backup.verify(made)  # intact: no error
+
+
+def test_file_digest_reads_the_whole_file(tmp_path):
+    path = tmp_path / "big"
+    path.write_bytes(os.urandom(3 * backup.CHUNK + 17))
+    assert backup.file_digest(str(path)) == (3 * backup.CHUNK + 17, sha256_of(path))
+
+
+def test_archive_checksum_is_computed_while_it_is_read_back(tmp_path, monkeypatch):
+    """One read of the archive serves both the verification and the checksum."""
+    write_tree(tmp_path / "fs")
+    tar_path = str(tmp_path / "fs.tar.gz")
+    files = backup.archive_filestore(str(tmp_path / "fs"), tar_path)
+    opened = []
+    real_open = open
+
+    def counting_open(path, *args, **kwargs):
+        if str(path) == tar_path:
+            opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    size, digest = backup._read_back_archive(tar_path, files)
+    assert len(opened) == 1
+    assert (size, digest) == (os.path.getsize(tar_path), sha256_of(tar_path))
+
+
+@pytest.mark.parametrize("damaged", ["dump_path", "filestore_path"])
+def test_a_corrupted_file_changes_its_checksum_and_fails_verify(pg_params, source, tmp_path,
+                                                               damaged):
+    write_tree(tmp_path / "fs")
+    made = backup.backup(pg_params, source, str(tmp_path / "fs"), str(tmp_path / "b"), STAMP)
+    path = Path(getattr(made, damaged))
+    before = sha256_of(path)
+    _flip_middle_byte(path)  # same size: only the checksum tells
+    assert os.path.getsize(path) == getattr(made, damaged.replace("_path", "_bytes"))
+    assert sha256_of(path) != before
+    with pytest.raises(backup.BackupError, match="does not match its checksum"):
+        backup.verify(made)
+    backup.verify(made, checksums=False)  # sizes alone do not see it
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (os.remove, "is missing"),
+    (_truncate, r"has \d+ bytes, \d+ were recorded"),
+], ids=["missing", "truncated"])
+def test_verify_reports_missing_and_truncated_files(pg_params, source, tmp_path, damage,
+                                                    reason):
+    made = backup.backup(pg_params, source, str(tmp_path / "fs"), str(tmp_path / "b"), STAMP)
+    damage(Path(made.dump_path))
+    with pytest.raises(backup.BackupError, match="database dump .*" + reason):
+        backup.verify(made, checksums=False)
+
+
+def test_verify_refuses_a_backup_without_recorded_checksums(pg_params, source, tmp_path):
+    made = backup.backup(pg_params, source, str(tmp_path / "fs"), str(tmp_path / "b"), STAMP)
+    made.dump_sha256 = ""
+    with pytest.raises(backup.BackupError, match="no recorded checksum"):
+        backup.verify(made)

@@ -8,6 +8,7 @@ from . import test_servers
 from . import test_templates
 from . import test_ui
 from . import test_subscriptions
+from . import test_backups
 from . import test_lifecycle
 from . import test_health
 from . import test_mail_templates

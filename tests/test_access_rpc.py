@@ -12,7 +12,7 @@ INTERNAL_INSTANCE_FIELDS = (
     "health_checked_at", "health_response_ms", "health_failures", "health_error",
     "uptime_24h", "uptime_7d", "uptime_30d", "health_checks_24h", "health_checks_7d",
     "health_checks_30d", "response_p95_ms", "health_check_count", "database_mb",
-    "filestore_mb", "user_id", "backup_dump_path", "backup_filestore_path",
+    "filestore_mb", "user_id", "final_backup_id", "backup_count", "backup_ids",
     "subdomain_released", "server_id",
 )
 #: What it reads deliberately (the coming portal pages show them).

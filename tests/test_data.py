@@ -59,6 +59,7 @@ class TestSeedData(TransactionCase):
         self.assertEqual(children, {
             "Customers": ["Instances", "Subscriptions", "Health Checks"],
             "Operations": [],
+            "Backups": [],
             "Configuration": ["Templates", "Plans", "Servers", "Settings"],
         })
 

@@ -1,3 +1,4 @@
+import hashlib
 import os
 import shutil
 import tempfile
@@ -91,13 +92,24 @@ class TestLifecycleEffects(ClonedTemplateCase):
         self.assertEqual(instance.state, "terminated")
         self.assertFalse(self.database_exists(instance))
         self.assertFalse(os.path.exists(filestore))
-        self.assertTrue(os.path.isfile(instance.backup_dump_path))
-        self.assertTrue(os.path.isfile(instance.backup_filestore_path))
+        final = instance.final_backup_id
+        self.assertEqual((final.kind, final.source, final.database_name),
+                         ("final", "instance", instance.database_name))
+        self.assertEqual(final.operation_id.kind, "terminate")
+        self.assertEqual(instance.backup_ids, final)
+        for path, size, digest in ((final.dump_path, final.dump_size, final.dump_sha256),
+                                   (final.filestore_path, final.filestore_size,
+                                    final.filestore_sha256)):
+            self.assertTrue(path.startswith(self.backup_dir))
+            self.assertEqual(os.path.getsize(path), size)
+            with open(path, "rb") as handle:
+                self.assertEqual(hashlib.sha256(handle.read()).hexdigest(), digest)
+        self.assertGreaterEqual(final.file_count, 2, "the customer's file and the marker")
 
         restored = "restored-%s.saas.test" % instance.subdomain
         self.addCleanup(self.drop_databases, [restored])
-        made = backup.Backup(instance.backup_dump_path, instance.backup_filestore_path, 0, 0, 0)
-        backup.restore(self.pg_params, made, restored, config.filestore(restored))
+        backup.restore(self.pg_params, final._saas_engine_backup(), restored,
+                       config.filestore(restored))
         conn = psycopg2.connect(dbname=restored, **self.pg_params)
         try:
             self.assertEqual(backup.row_counts(conn), counts_before)

@@ -1,13 +1,15 @@
 import os
-from datetime import date
+from contextlib import contextmanager
+from datetime import date, timedelta
 from unittest.mock import patch
 
 from freezegun import freeze_time
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
-from odoo.tools import mute_logger
+from odoo.tools import config, mute_logger
 
+from ..engine import pg
 from .common import OPERATION_LOGGER, LiveInstanceCase
 
 CRON_LOGGER = "odoo.addons.saas_manager.models.saas_lifecycle_mixin"
@@ -187,7 +189,11 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.at(date(2026, 2, 15), "_cron_expiry")
         self.assertEqual((sub.state, instance.state), ("terminated", "terminated"))
         self.assertFalse(self.database_exists(instance))
-        self.assertTrue(instance.backup_dump_path.startswith(self.backup_dir))
+        final = instance.final_backup_id
+        self.assertEqual(final.kind, "final")
+        self.assertTrue(final.dump_path.startswith(self.backup_dir))
+        # The stamp is the database server's clock, which freeze_time does not move.
+        self.assertEqual(final.expires_on, final.stamp.date() + timedelta(days=90))
         self.assertEqual(self.sent(instance, "mail_template_instance_terminated"), 1)
 
     def test_cancel_at_period_end(self):
@@ -381,22 +387,106 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         sub = self.subscribe("resume", auto_renew=False, grace_days=0)
         instance = sub.instance_id
         self.at(date(2026, 2, 10), "_cron_expiry")
+        with self.transaction_lost_after_the_drop(instance):
+            self.at(date(2026, 2, 11), "_cron_expiry")
+        self.assertEqual(instance.state, "suspended", "the step was rolled back")
+        self.assertFalse(self.database_exists(instance), "after the drop")
+        final = instance.final_backup_id
+        self.assertTrue(final, "the backup step's commit kept its record")
+        self.retry_termination(instance)
+        self.assertEqual((sub.state, instance.state), ("terminated", "terminated"))
+        self.assertEqual(instance.backup_ids, final, "completed with it, no second backup")
+        final._saas_verify()
+
+    def retry_termination(self, instance):
+        """The operator's Retry of the failed termination, then the runner."""
+        operation = instance.operation_ids.filtered(lambda op: op.kind == "terminate")[:1]
+        self.assertEqual(operation.state, "failed")
+        operation.action_retry()
+        self.env["saas.operation"]._cron_run()
+        return operation
+
+    @contextmanager
+    def transaction_lost_after_the_drop(self, instance):
+        """The termination fails after the drop (its mail server is down) and its
+        transaction is rolled back, except what the backup step committed: a test cannot
+        commit, so the backup records are written again as that commit would have kept
+        them."""
         original = type(instance)._notify
+        committed = []
 
         def mail_down(records, xmlid):
             if xmlid.endswith("instance_terminated"):
                 raise RuntimeError("mail server down")
             return original(records, xmlid)
 
+        def commit(records):
+            committed[:] = records.env["saas.backup"].sudo().search(
+                [("instance_id", "=", instance.id)]).copy_data()
+
         with patch.object(type(instance), "_notify", mail_down), \
+                patch.object(type(instance), "_commit", commit), \
                 mute_logger(CRON_LOGGER, OPERATION_LOGGER):
+            yield
+        self.assertTrue(committed, "the backup was committed before the drop")
+        self.assertFalse(instance.backup_ids, "rolled back with the rest of the attempt")
+        self.env["saas.backup"].sudo().create(committed)
+        instance.invalidate_recordset()
+
+    def test_resume_without_the_backup_files_fails_clearly_and_removes_nothing(self):
+        sub = self.subscribe("lostfiles", auto_renew=False, grace_days=0)
+        instance = sub.instance_id
+        filestore = config.filestore(instance.database_name)
+        os.makedirs(filestore)
+        with open(os.path.join(filestore, "attachment"), "wb") as handle:
+            handle.write(b"customer file")
+        self.at(date(2026, 2, 10), "_cron_expiry")
+
+        def drop_only(records):
+            """The drop, and the worker dies before the filestore is removed."""
+            with pg.maintenance(self.pg_params) as conn:
+                pg.drop(conn, records.database_name)
+
+        with patch.object(type(instance), "_provision_remove_database", drop_only), \
+                self.transaction_lost_after_the_drop(instance):
             self.at(date(2026, 2, 11), "_cron_expiry")
-        self.assertEqual(instance.state, "suspended", "the step was rolled back")
-        self.assertFalse(self.database_exists(instance), "after the drop")
-        self.at(date(2026, 2, 12), "_cron_expiry")
-        self.assertEqual((sub.state, instance.state), ("terminated", "terminated"))
-        self.assertTrue(os.path.isfile(instance.backup_dump_path))
-        self.assertTrue(os.path.isfile(instance.backup_filestore_path))
+        final = instance.final_backup_id
+        with open(final.dump_path, "rb") as handle:
+            dump = handle.read()
+        for damage, reason in ((self.truncate, r"has \d+ bytes, \d+ were recorded"),
+                               (self.flip_a_byte, "does not match its checksum"),
+                               (os.remove, "is missing")):
+            with self.subTest(damage=damage.__name__):
+                with open(final.dump_path, "wb") as handle:
+                    handle.write(dump)
+                damage(final.dump_path)
+                with mute_logger(OPERATION_LOGGER):
+                    operation = self.retry_termination(instance)
+                self.assertEqual(operation.state, "failed")
+                self.assertRegex(operation.error, "no longer exists and its final backup .* "
+                                                  "cannot be relied upon: .*" + reason)
+                self.assertEqual(instance.state, "suspended")
+                self.assertTrue(os.path.isfile(os.path.join(filestore, "attachment")),
+                                "nothing more is removed")
+                self.assertEqual(instance.backup_ids, final, "no new backup (of nothing)")
+        with open(final.dump_path, "wb") as handle:
+            handle.write(dump)
+        self.retry_termination(instance)  # the files found again: it completes
+        self.assertEqual(instance.state, "terminated")
+        self.assertFalse(os.path.exists(filestore))
+
+    @staticmethod
+    def truncate(path):
+        with open(path, "r+b") as handle:
+            handle.truncate(os.path.getsize(path) - 1)
+
+    @staticmethod
+    def flip_a_byte(path):
+        with open(path, "r+b") as handle:
+            handle.seek(0)
+            first = handle.read(1)
+            handle.seek(0)
+            handle.write(bytes([first[0] ^ 0xFF]))
 
     def test_overdue_invoice_of_an_instance_suspended_by_hand(self):
         sub = self.subscribe("quiet", paid=False)
@@ -430,7 +520,11 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.run_operations()
         self.assertEqual(instance.state, "terminated")
         self.assertFalse(self.database_exists(instance))
-        self.assertTrue(os.path.isfile(instance.backup_dump_path))
+        self.assertTrue(os.path.isfile(instance.final_backup_id.dump_path))
+        self.assertEqual(instance.with_user(self.saas_manager).final_backup_id,
+                         instance.final_backup_id)
+        with self.assertRaises(AccessError):
+            instance.final_backup_id.with_user(self.saas_user).read(["dump_path"])
 
     def test_activation_gives_the_instance_the_subscription_plan(self):
         instance = self.make_live_instance("planned")

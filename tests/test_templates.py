@@ -107,12 +107,12 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
         wizard.action_confirm()
         self.assertFalse(template.exists())
         self.assertFalse(self.exists(database))
-        backups = template._saas_backup_dir()
-        made = sorted(f for f in os.listdir(backups) if f.startswith(database + "-"))
-        self.assertEqual(len(made), 2, "a verified dump and filestore archive before the drop")
-        self.assertTrue(made[0].endswith(".dump") and made[1].endswith(".filestore.tar.gz"))
-        for name in made:
-            os.remove(os.path.join(backups, name))
+        made = self.env["saas.backup"].search([("database_name", "=", database)])
+        self.assertEqual((len(made), made.kind, made.source), (1, "final", "template"),
+                         "a verified dump and filestore archive before the drop")
+        for path in (made.dump_path, made.filestore_path):
+            self.assertTrue(os.path.isfile(path))
+            os.remove(path)
 
     def test_failed_build_leaves_no_database(self):
         template = self.new_template("base,no_such_module_xyz")

@@ -12,7 +12,8 @@ class SaasTemplateDelete(models.TransientModel):
     database_name = fields.Char(related="template_id.database_name")
     drop_database = fields.Boolean(
         help="Drop the template database and its filestore too. A verified backup "
-             "(pg_dump) is written to the data directory first.")
+             "(database dump and filestore archive) is taken first and kept as a Backup "
+             "record (SaaS Manager > Backups).")
 
     def action_confirm(self):
         self.ensure_one()
@@ -28,9 +29,14 @@ class SaasTemplateDelete(models.TransientModel):
         name = template.name
         template.unlink()
         message = self.env._("Template %(name)s deleted.", name=name)
+        done = {"type": "ir.actions.act_window_close"}
         if backup:
-            message += " " + self.env._("Its database was dropped; backup: %(path)s",
-                                        path=backup)
+            message += " " + self.env._(
+                "Its database was dropped after a verified backup: %(backup)s (%(dump)s, "
+                "%(archive)s).", backup=backup.display_name, dump=backup.dump_path,
+                archive=backup.filestore_path)
+            done = {"type": "ir.actions.act_window", "res_model": "saas.backup",
+                    "res_id": backup.id, "view_mode": "form", "views": [(False, "form")],
+                    "target": "current"}
         return {"type": "ir.actions.client", "tag": "display_notification",
-                "params": {"message": message, "type": "success",
-                           "next": {"type": "ir.actions.act_window_close"}}}
+                "params": {"message": message, "type": "success", "next": done}}
