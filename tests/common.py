@@ -143,6 +143,18 @@ class InstanceDatabaseChecks:
         with pg.maintenance(self.pg_params) as conn:
             return pg.exists(conn, instance.database_name)
 
+    def make_outage(self, instance):
+        """An outage the module did not cause: the database refuses connections (until
+        the test's cleanup opens it again)."""
+        with pg.maintenance(self.pg_params) as conn:
+            pg.allow_connections(conn, instance.database_name, False)
+            pg.terminate_sessions(conn, instance.database_name)
+        self.addCleanup(self.end_outage, instance)
+
+    def end_outage(self, instance):
+        with pg.maintenance(self.pg_params) as conn:
+            pg.allow_connections(conn, instance.database_name, True)
+
 
 class LiveInstanceCase(InstanceDatabaseChecks, SaasCase):
     """Instances backed by a real (small, empty) PostgreSQL database.
@@ -169,20 +181,27 @@ class LiveInstanceCase(InstanceDatabaseChecks, SaasCase):
         """An active instance whose database exists, carries our marker and holds a row."""
         instance = self.make_instance(subdomain, **values)
         name = instance.database_name
+        self.create_small_database(name, "note", "kept in the backup")
+        with pg.maintenance(self.pg_params) as conn:
+            pg.set_comment(conn, name, instance._owner_marker())
+        instance.sudo().write({"state": "active", "owned_database": name})
+        return instance
+
+    def create_small_database(self, name, table, row):
+        """A real database (from template0, dropped at cleanup) holding one table, one row."""
         self.addCleanup(self.drop_database, name)
         with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
             cr.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
                 sql.Identifier(name)))
-            pg.set_comment(conn, name, instance._owner_marker())
         client = psycopg2.connect(dbname=name, **self.pg_params)
         try:
             with client, client.cursor() as cr:
-                cr.execute("CREATE TABLE note (id serial PRIMARY KEY, body text)")
-                cr.execute("INSERT INTO note (body) VALUES ('kept in the backup')")
+                cr.execute(sql.SQL("CREATE TABLE {} (id serial PRIMARY KEY, body text)")
+                           .format(sql.Identifier(table)))
+                cr.execute(sql.SQL("INSERT INTO {} (body) VALUES (%s)")
+                           .format(sql.Identifier(table)), (row,))
         finally:
             client.close()
-        instance.sudo().write({"state": "active", "owned_database": name})
-        return instance
 
     def drop_database(self, name):
         with pg.maintenance(self.pg_params) as conn:

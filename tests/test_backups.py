@@ -4,7 +4,6 @@ import uuid
 from datetime import timedelta
 
 import psycopg2
-from psycopg2 import sql
 
 from odoo.exceptions import AccessError
 from odoo.tests import new_test_user, tagged
@@ -126,17 +125,7 @@ class TestBackupRecords(LiveInstanceCase):
     # -- templates ---------------------------------------------------------------------
     def make_template_database(self):
         name = "saas_tpl_bk_%s" % uuid.uuid4().hex[:8]
-        self.addCleanup(self.drop_database, name)
-        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
-            cr.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-                sql.Identifier(name)))
-        client = psycopg2.connect(dbname=name, **self.pg_params)
-        try:
-            with client, client.cursor() as cr:
-                cr.execute("CREATE TABLE setting (key text)")
-                cr.execute("INSERT INTO setting VALUES ('configured')")
-        finally:
-            client.close()
+        self.create_small_database(name, "setting", "configured")
         os.makedirs(config.filestore(name))
         with open(os.path.join(config.filestore(name), "logo"), "wb") as handle:
             handle.write(b"template file")

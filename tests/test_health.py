@@ -7,7 +7,6 @@ from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import Form, new_test_user, tagged
 from odoo.tools import config
 
-from ..engine import pg
 from .common import LiveInstanceCase, SaasCase
 
 
@@ -225,10 +224,7 @@ class TestHealthCron(LiveInstanceCase):
         self.assertEqual(self.checks(err).error, err.health_error)
         self.assertEqual((self.checks(dead).up, self.checks(dead).response_ms), (False, 0))
 
-        with pg.maintenance(self.pg_params) as conn:  # an outage the module did not cause
-            pg.allow_connections(conn, up.database_name, False)
-            pg.terminate_sessions(conn, up.database_name)
-        self.addCleanup(self.reopen, up)
+        self.make_outage(up)
         for _run in range(3):
             self.env["saas.instance"]._cron_health()
         for instance in up | err | dead:
@@ -249,6 +245,3 @@ class TestHealthCron(LiveInstanceCase):
         self.assertEqual(len(self.checks(active)), 1)
         self.assertFalse(self.checks(draft))
 
-    def reopen(self, instance):
-        with pg.maintenance(self.pg_params) as conn:
-            pg.allow_connections(conn, instance.database_name, True)

@@ -9,7 +9,7 @@ import requests
 from odoo.tests import tagged
 from odoo.tools import config
 
-from ..engine import backup, pg
+from ..engine import backup
 from .common import ClonedTemplateCase
 
 
@@ -169,10 +169,7 @@ class TestLifecycleEffects(ClonedTemplateCase):
                          (True, instance.health_response_ms, False, instance.health_checked_at))
         self.assertEqual((instance.uptime_24h, instance.health_checks_24h), (100.0, 1))
         self.assertEqual(instance.response_p95_ms, first.response_ms)
-        with pg.maintenance(self.pg_params) as conn:  # an outage the module did not cause
-            pg.allow_connections(conn, instance.database_name, False)
-            pg.terminate_sessions(conn, instance.database_name)
-        self.addCleanup(self.reopen, instance)
+        self.make_outage(instance)
         for _run in range(3):
             self.env["saas.instance"]._cron_health()
         self.assertEqual(instance.health_status, "down")
@@ -191,6 +188,3 @@ class TestLifecycleEffects(ClonedTemplateCase):
         instance.invalidate_recordset()
         return self.env["saas.health.check"].search([("instance_id", "=", instance.id)])
 
-    def reopen(self, instance):
-        with pg.maintenance(self.pg_params) as conn:
-            pg.allow_connections(conn, instance.database_name, True)
