@@ -296,6 +296,11 @@ class SaasOperation(models.Model):
             self._commit()
         target = self._target().sudo()
         try:
+            if interrupted and self.attempt > self.max_attempts:
+                # Killed at every attempt (say, out of memory): an operator must look.
+                raise UserError(self.env._(
+                    "Interrupted at each of its %(count)s attempts: not resumed again.",
+                    count=self.max_attempts))
             with self._attempt(inline):
                 wait = getattr(target, "_saas_op_%s" % self.kind)(run)
         except Exception as exc:  # recorded on the operation; the target decides its state

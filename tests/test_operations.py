@@ -129,6 +129,17 @@ class TestOperationRunner(LiveInstanceCase):
         self.assertEqual(operation.step_ids.mapped("name"), ["interrupted", "block"])
         self.assertEqual(instance.state, "suspended")
 
+    def test_a_run_interrupted_at_every_attempt_stops(self):
+        instance = self.make_live_instance("opskilled")
+        operation = self.env["saas.operation"]._queue(instance, "suspend", {"reason": "manual"})
+        operation.sudo().write({"state": "running", "attempt": operation.max_attempts,
+                                "step": "block"})
+        with mute_logger(OPERATION_LOGGER):
+            self.run_operations()
+        self.assertEqual((operation.state, operation.retryable), ("failed", False))
+        self.assertIn("Interrupted at each", operation.error)
+        self.assertEqual(instance.state, "active", "not run again")
+
     def test_a_fatal_failure_waits_for_an_operator(self):
         instance = self.make_live_instance("opsfatal")
         with pg.maintenance(self.pg_params) as conn:

@@ -166,9 +166,13 @@ class Workspace:
 
         Odoo's role may end only its own sessions: ``WITH (FORCE)`` would fail
         on an autovacuum worker, which a plain ``DROP DATABASE`` cancels itself.
+        A database left flagged as a template (a locked template, a clone not yet
+        sanitized) is unflagged first: PostgreSQL refuses to drop templates.
         """
         self.psql(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT format('ALTER DATABASE %I IS_TEMPLATE false', datname) FROM pg_database"
+            " WHERE datname = :'db' AND datistemplate \\gexec"
+            "\nSELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = :'db' AND usename = current_user AND pid <> pg_backend_pid();"
             '\nDROP DATABASE IF EXISTS :"db";',
             params=[("db", name)],
