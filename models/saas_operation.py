@@ -46,6 +46,7 @@ import psycopg2
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+from odoo.tools import SQL, clean_context
 
 from ..engine.errors import RetryableError
 
@@ -116,7 +117,7 @@ class SaasOperation(models.Model):
     _description = "SaaS Operation"
     _inherit = ["saas.protected.mixin", "saas.lifecycle.mixin"]
     _order = "id desc"
-    _rec_name = "display_name"
+    _rec_names_search = ["instance_id", "template_id", "kind"]
 
     kind = fields.Selection(OPERATION_KINDS, required=True, readonly=True, index=True,
                             saas_protected=True)
@@ -190,7 +191,9 @@ class SaasOperation(models.Model):
         operation = self.sudo().search([(link, "=", target.id), ("kind", "=", kind),
                                         ("state", "in", OPEN_STATES)], limit=1)
         if not operation:
-            operation = self.sudo().create({
+            # No default_* of the caller's action (default_template_id, say) reaches it.
+            operation = self.sudo().with_context(clean_context(self.env.context)).create({
+                "instance_id": False, "template_id": False,
                 link: target.id, "kind": kind, "params": params or {},
                 "requested_by": self.env.uid,
                 "max_attempts": self.env["saas.settings"]._get("saas.operation_max_attempts")})
@@ -216,7 +219,7 @@ class SaasOperation(models.Model):
             if not operation:
                 break
             seen.add(operation.id)
-            ran += operation._execute()
+            ran += operation._execute_guarded()
             self.env["ir.cron"]._notify_progress(done=ran, remaining=self._due_count())
         self._plan_wakeup()
         return ran
@@ -254,6 +257,23 @@ class SaasOperation(models.Model):
         if upcoming:
             self._runner()._trigger(at=upcoming.next_run_at)
 
+    def _execute_guarded(self):
+        """:meth:`_execute` for the runner: whatever escapes it (a failure while handling
+        a failure) fails this operation alone, and the runner goes on with the others."""
+        try:
+            return self._execute()
+        except Exception as exc:  # one broken operation must not wedge the runner
+            _logger.exception("Operation %s could not be run", self.id)
+            if not self._testing():
+                self.env.cr.rollback()
+            self.env.invalidate_all()
+            self.write({"state": "failed", "retryable": False, "next_run_at": False,
+                        "ended_at": fields.Datetime.now(),
+                        "error": self.env._("Could not be run: %(error)s",
+                                            error=str(exc))[:ERROR_LIMIT]})
+            self._commit()
+            return 0
+
     def _execute(self, inline=False):
         """Lock the target, run the operation once; 1 if it was run, 0 if another worker has
         it or it is no longer due.
@@ -264,7 +284,7 @@ class SaasOperation(models.Model):
         runs the others.
         """
         self.ensure_one()
-        if not self._lock():
+        if not self._lock(inline):
             return 0
         try:
             if not inline:
@@ -356,6 +376,7 @@ class SaasOperation(models.Model):
                     ", will retry" if retry else "", exc)
         values = {"error": str(exc)[:ERROR_LIMIT], "retryable": retry,
                   "seconds": self.seconds + run.seconds()}
+        hook = getattr(target, "_saas_op_%s_failed" % self.kind, None)
         if retry:
             delay = self.env["saas.settings"]._get("saas.operation_retry_seconds")
             values.update(state="queued", next_run_at=fields.Datetime.now() + timedelta(
@@ -364,7 +385,14 @@ class SaasOperation(models.Model):
             values.update(state="failed", ended_at=fields.Datetime.now())
         self._write_steps(run)
         self.write(values)
-        getattr(target, "_saas_op_%s_failed" % self.kind, lambda op, err: None)(self, exc)
+        if hook:
+            try:
+                with self.env.cr.savepoint():
+                    hook(self, exc)
+            except Exception as hook_exc:  # recorded: the operation stays failed
+                _logger.exception("Operation %s: cleaning up after the failure failed", self.id)
+                self.error = "%s\n%s" % (self.error, self.env._(
+                    "Cleaning up after it failed too: %(error)s", error=str(hook_exc)))
         if retry:
             self._runner()._trigger(at=self.next_run_at)
         self._notify_progress()
@@ -378,20 +406,24 @@ class SaasOperation(models.Model):
              "state": self.state, "step": self.step or False})
 
     # -- locks ---------------------------------------------------------------------------
-    def _lock(self):
-        """Session-level advisory lock on the target: survives the operation's commits, and
-        goes with the worker's connection if the worker dies."""
+    def _lock(self, inline=False):
+        """Advisory lock on the target.  The runner's is session-level: it survives the
+        operation's commits, and goes with the worker's connection if the worker dies.
+        An inline run's is transaction-level: held until the caller's transaction ends
+        (commit or rollback), so nothing runs on the target before its work is committed."""
         target = self._target()
-        self.env.cr.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                            [LOCK_KEYS[target._name], target.id])
+        function = "pg_try_advisory_xact_lock" if inline else "pg_try_advisory_lock"
+        self.env.cr.execute(SQL("SELECT %s(%s, %s)", SQL.identifier(function),
+                                LOCK_KEYS[target._name], target.id))
         return self.env.cr.fetchone()[0]
 
     def _unlock(self, inline=False):
-        """Release the lock; an aborted transaction is rolled back first (by the runner,
-        outside tests)."""
+        """Release the runner's lock (an inline run's ends with its transaction); an
+        aborted transaction is rolled back first (outside tests)."""
+        if inline:
+            return
         aborted = psycopg2.extensions.TRANSACTION_STATUS_INERROR
-        if (self.env.cr._cnx.get_transaction_status() == aborted and not inline
-                and not self._testing()):
+        if self.env.cr._cnx.get_transaction_status() == aborted and not self._testing():
             self.env.cr.rollback()
         target = self._target()
         self.env.cr.execute("SELECT pg_advisory_unlock(%s, %s)",

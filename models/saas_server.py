@@ -228,7 +228,10 @@ class SaasServer(models.Model):
         self.ensure_one()
         if not self.max_instances:
             return
-        self.env.cr.execute("SELECT id FROM saas_server WHERE id = %s FOR NO KEY UPDATE",
+        # An UPDATE, not SELECT ... FOR UPDATE: a runner whose snapshot predates the
+        # previous holder's commit then fails with a serialization error (retried later)
+        # instead of counting from its stale snapshot.
+        self.env.cr.execute("UPDATE saas_server SET write_date = write_date WHERE id = %s",
                             (self.id,))
         taken = self.env["saas.instance"].sudo().search_count(
             [("server_id", "=", self.id), ("id", "!=", instance.id), *OCCUPYING_DOMAIN])

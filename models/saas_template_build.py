@@ -75,8 +75,13 @@ class SaasTemplate(models.Model):
                     "The build of %(name)s is being looked at right now: try again in a "
                     "moment.", name=template.name))
             try:
+                # A build the runner finished after this request's snapshot makes this a
+                # serialization error (the request is retried) rather than a drop of the
+                # freshly built database.
+                self.env.cr.execute(
+                    "SELECT id FROM saas_template WHERE id = %s FOR UPDATE", [template.id])
                 reason = self.env._("Cancelled by %(user)s.", user=self.env.user.name)
-                template._build_failed(UserError(reason))
+                template._build_failed(UserError(reason), operation)
                 if operation:
                     operation.write({"state": "cancelled", "ended_at": fields.Datetime.now(),
                                      "next_run_at": False, "error": reason})
@@ -112,9 +117,21 @@ class SaasTemplate(models.Model):
 
     def _saas_op_build_failed(self, operation, exc):
         if operation.state == "failed":
-            self._build_failed(exc)
+            self._build_failed(exc, operation)
+
+    def _saas_op_build_retried(self, operation):
+        """Retry: the build starts over (a failed install removed its database)."""
+        self.write({"state": "building", "build_pid": False,
+                    "build_mode": "install" if operation.kind == "build" else "update"})
+
+    def _saas_op_build_cancelled(self, operation):
+        """A queued build cancelled before it started: back to where it was."""
+        if self.state == "building" and not self.build_pid:
+            self.state = "error" if self.build_mode == "install" else "configuring"
 
     _saas_op_refresh_failed = _saas_op_build_failed
+    _saas_op_refresh_retried = _saas_op_build_retried
+    _saas_op_refresh_cancelled = _saas_op_build_cancelled
 
     def _build_start(self, run):
         with run.step("prepare"):
@@ -183,11 +200,11 @@ class SaasTemplate(models.Model):
                 "The build logged errors that did not fail it: %(errors)s",
                 errors="; ".join(others[:5])))
 
-    def _build_failed(self, exc):
-        """Stop the process if it still runs; remove a database this install created."""
+    def _build_failed(self, exc, operation):
+        """Stop the process if it still runs (its log's end goes on ``operation``); remove
+        a database this install created."""
         _logger.error("Building template %s (%s) failed: %s", self.code, self.database_name, exc)
         paths = self._build_paths()
-        operation = self._build_operation()
         if self.build_pid:
             odoo_process.stop(self.build_pid, paths["status"])
             log_text = odoo_process.read_log(paths["log"], paths["status"])

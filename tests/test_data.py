@@ -1,5 +1,8 @@
 import importlib.util
 import os
+import shutil
+import tarfile
+import tempfile
 
 from odoo.tests import TransactionCase, tagged
 
@@ -91,3 +94,27 @@ class TestMigration(SaasCase):
                             "('admin_password_encrypted', 'provision_timings')")
         self.assertEqual(self.env.cr.fetchall(), [])
         self.load("post-migration").migrate(self.env.cr, None)  # a new install: nothing
+
+    def test_old_final_backup_paths_become_records(self):
+        instance = self.make_instance("oldbackup")
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder, True)
+        dump = os.path.join(folder, "%s-20260215T020000Z.dump" % instance.database_name)
+        with open(dump, "wb") as handle:
+            handle.write(b"dump bytes")
+        archive = os.path.join(folder, "files.tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(dump, arcname="a-file")
+        self.env.cr.execute("ALTER TABLE saas_instance ADD COLUMN backup_dump_path varchar, "
+                            "ADD COLUMN backup_filestore_path varchar")
+        self.env.cr.execute("UPDATE saas_instance SET state = 'terminated', backup_dump_path = %s, "
+                            "backup_filestore_path = %s WHERE id = %s",
+                            [dump, archive, instance.id])
+        self.load("post-migration").migrate(self.env.cr, "18.0.1.0.0")
+        self.env.invalidate_all()
+        made = self.env["saas.backup"].search([("instance_id", "=", instance.id)])
+        self.assertEqual((made.kind, made.dump_path, made.filestore_path, made.file_count),
+                         ("final", dump, archive, 1))
+        self.assertEqual((made.dump_size, made.stamp.isoformat()),
+                         (10, "2026-02-15T02:00:00"))
+        made._saas_verify()  # sizes and checksums as the files are now

@@ -119,6 +119,17 @@ class TestOperationRunner(LiveInstanceCase):
         self.assertLessEqual(suspension.ended_at, termination.started_at, "in asked order")
         self.assertEqual(instance.state, "terminated")
 
+    def test_the_callers_defaults_do_not_reach_the_operation(self):
+        """Opened from a template's Instances button, the context carries
+        default_template_id: the operation still has its one target."""
+        instance = self.make_live_instance("opsctx")
+        operation = instance.with_context(default_template_id=instance.template_id.id,
+                                          default_state="failed")._suspend("manual")
+        self.assertEqual((operation.state, operation.instance_id, operation.template_id),
+                         ("done", instance, self.env["saas.template"]))
+        self.assertEqual(self.env["saas.operation"].name_search(instance.name)[0][0],
+                         operation.id)
+
     def test_an_interrupted_run_is_resumed(self):
         """Found running, not waiting and not locked: its worker died; run it again."""
         instance = self.make_live_instance("opsresume")
