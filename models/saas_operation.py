@@ -203,7 +203,9 @@ class SaasOperation(models.Model):
 
     @api.model
     def _target_field(self, target):
-        return {"saas.instance": "instance_id", "saas.template": "template_id"}[target._name]
+        """The operation's field pointing to ``target``, as the target's model declares it
+        (``saas.operation.mixin._saas_operation_link``)."""
+        return target._saas_operation_link
 
     def _runner(self):
         return self.env.ref("saas_manager.ir_cron_saas_operation").sudo()
