@@ -49,6 +49,8 @@ def parser():
                            "(default: the whole module)")
     test.add_argument("--no-standalone", action="store_true",
                       help="skip the standalone (pytest) suite")
+    test.add_argument("--no-odoo", action="store_true",
+                      help="skip the Odoo suite (said loudly, as when Odoo is absent)")
     return root
 
 
@@ -63,7 +65,7 @@ def main(argv=None):
                 ws, run_process, port=args.port, routing=args.routing, workers=args.workers
             )
         return test_cmd.main(ws, run_process, lint=not args.no_lint, tags=args.tags,
-                             standalone=not args.no_standalone)
+                             standalone=not args.no_standalone, odoo=not args.no_odoo)
     except ToolError as exc:
         print("dev %s: %s" % (args.command, exc), file=sys.stderr, flush=True)
         return exc.status

@@ -216,16 +216,17 @@ def drop_stale_test_databases(ws):
         _drop_quietly(ws, Tally("stale"), stale)
 
 
-def skipped_odoo(ws):
-    """The loud notice when Odoo is absent, with what could not run."""
+def skipped_odoo(ws, reason=None):
+    """The loud notice when Odoo is absent (or not asked for), with what did not run."""
     names = odoo_test_names(ws.repo)
     tally = Tally("odoo", skipped=len(names))
     ws.say(
         "\n".join(
             [
                 BANNER,
-                "ODOO 18 NOT FOUND: the Odoo test suite was SKIPPED (%d tests)." % len(names),
-                ws.odoo_missing,
+                "%s: the Odoo test suite was SKIPPED (%d tests)." % (
+                    "ODOO SUITE NOT ASKED FOR" if reason else "ODOO 18 NOT FOUND", len(names)),
+                reason or ws.odoo_missing,
                 "Skipped Odoo tests:",
                 *("  - " + name for name in names),
                 BANNER,
@@ -235,7 +236,7 @@ def skipped_odoo(ws):
     return tally
 
 
-def main(ws, run, lint=True, tags=DEFAULT_TAGS, standalone=True):
+def main(ws, run, lint=True, tags=DEFAULT_TAGS, standalone=True, odoo=True):
     """Run every layer and return the process exit status."""
     ws.find_odoo(required=False)
     ws.prepare()
@@ -243,7 +244,10 @@ def main(ws, run, lint=True, tags=DEFAULT_TAGS, standalone=True):
         tallies = [run_lint(ws, run)] if lint else []
         if standalone:
             tallies.append(run_pytest(ws, run))
-        tallies.append(run_odoo_suite(ws, run, tags) if ws.odoo else skipped_odoo(ws))
+        if ws.odoo and odoo:
+            tallies.append(run_odoo_suite(ws, run, tags))
+        else:
+            tallies.append(skipped_odoo(ws, "--no-odoo was given." if ws.odoo else None))
     finally:
         ws.close()
     for tally in tallies:
