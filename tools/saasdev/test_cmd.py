@@ -236,7 +236,7 @@ def skipped_odoo(ws, reason=None):
     return tally
 
 
-def main(ws, run, lint=True, tags=DEFAULT_TAGS, standalone=True, odoo=True):
+def main(ws, run, *, lint=True, tags=DEFAULT_TAGS, standalone=True, odoo=True):
     """Run every layer and return the process exit status."""
     ws.find_odoo(required=False)
     ws.prepare()
