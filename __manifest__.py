@@ -9,7 +9,7 @@
     "development_status": "Alpha",
     "depends": ["base", "bus", "mail", "portal", "account"],
     "external_dependencies": {
-        "python": ["psycopg2", "odoorpc", "requests", "cryptography"],
+        "python": ["psycopg2", "odoorpc", "requests", "cryptography", "boto3"],
     },
     "data": [
         "security/saas_security.xml",

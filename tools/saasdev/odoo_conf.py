@@ -13,6 +13,8 @@ import secrets
 
 #: dbfilter per routing mode (see CONFIGURATION.md, "Routing").
 DBFILTERS = {"host": "^%h$", "subdomain": "^%d$"}
+#: Start of the off-site store's option names (see CONFIGURATION.md, "Off-site copies").
+OFFSITE_PREFIX = "saas_s3_"
 
 
 def _read(path):
@@ -31,15 +33,19 @@ def new_fernet_key():
 
 def write_conf(
     path, *, odoo, addons_dir, data_dir, pg, http_port, routing="host", workers=0, dbfilter=None,
-    encryption_key=True, extra=None,
+    encryption_key=True, offsite=None, extra=None,
 ):
     """Write the config and return it as a dict of options (``extra``: more options).
 
     ``encryption_key=False`` leaves ``saas_manager_key`` out: the Odoo tests
     run without one, as they must on any server, and set their own.
+    ``offsite``: the ``saas_s3_*`` options of the off-site store; without
+    them, those of an earlier run (a server gone since) are removed.
     """
     parser = _read(path)
     opts = parser["options"]
+    for name in [name for name in opts if name.startswith(OFFSITE_PREFIX)]:
+        parser.remove_option("options", name)
     opts.setdefault("admin_passwd", secrets.token_urlsafe(24))
     if encryption_key:
         opts.setdefault("saas_manager_key", new_fernet_key())
@@ -64,6 +70,7 @@ def write_conf(
             "max_cron_threads": "1",
             "without_demo": "all",
             "log_level": "info",
+            **(offsite or {}),
             **(extra or {}),
         }
     )

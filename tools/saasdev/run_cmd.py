@@ -1,6 +1,7 @@
 """``dev run``: a working SaaS manager on this machine, in the foreground.
 
-Steps, each idempotent: Odoo 18, venv, PostgreSQL, odoo.conf, the manager
+Steps, each idempotent: Odoo 18, venv, PostgreSQL, an in-memory S3 server
+for off-site copies (see ``s3server``), odoo.conf, the manager
 database with saas_manager installed (updated when the module's files changed
 since the last run), the Blank template's database, then Odoo itself until
 Ctrl-C; once Odoo serves, a "demo" instance is provisioned through it (the
@@ -15,7 +16,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from . import odoo_log, pgcluster
+from . import odoo_log, pgcluster, s3server
 from .errors import ToolError
 from .odoo_conf import write_conf
 
@@ -198,6 +199,17 @@ def stop_odoo(proc):
         proc.wait()
 
 
+def dev_offsite_store(ws):
+    """The dev odoo.conf's off-site options: moto's server and its bucket (None without moto)."""
+    s3 = ws.start_s3()
+    if not s3:
+        return None
+    s3.create_bucket(s3server.DEV_BUCKET)
+    ws.say("s3: off-site copies go to bucket %s on %s, in memory: they are lost when ./dev run "
+           "stops" % (s3server.DEV_BUCKET, s3.endpoint))
+    return s3.dev_options()
+
+
 def main(ws, run, port=8069, routing="host", workers=0):
     if not pgcluster.port_is_free(port) or not pgcluster.port_is_free(port + 3):
         raise ToolError(
@@ -207,6 +219,7 @@ def main(ws, run, port=8069, routing="host", workers=0):
     ws.find_odoo(required=True)
     ws.prepare()
     try:
+        offsite = dev_offsite_store(ws)
         conf = ws.local / "odoo.conf"
         write_conf(
             conf,
@@ -217,6 +230,7 @@ def main(ws, run, port=8069, routing="host", workers=0):
             http_port=port,
             routing=routing,
             workers=workers,
+            offsite=offsite,
             # Instances are reached on this server's port, without TLS.
             extra={"saas_instance_url_pattern": "http://{host}:%d" % port,
                    # post_load wakes the cron workers at start (interrupted work resumes)

@@ -1,5 +1,8 @@
 """``dev test``: lint, the standalone pytest suite, then the Odoo suite.
 
+Both test layers get one S3 server for the whole run (``SAAS_TEST_S3_*``
+variables, see ``s3server``).
+
 The Odoo suite runs in a brand-new database that is dropped afterwards; any
 other database that appears during the run is a leak of the tests, reported as
 a failure and dropped.  The last line is the summary ``N passed, N failed,
@@ -241,6 +244,10 @@ def main(ws, run, *, lint=True, tags=DEFAULT_TAGS, standalone=True, odoo=True):
     ws.find_odoo(required=False)
     ws.prepare()
     try:
+        # One S3 server for the whole run; both test layers find it in their environment.
+        s3 = ws.start_s3()
+        if s3:
+            ws.extra_env.update(s3.test_env())
         tallies = [run_lint(ws, run)] if lint else []
         if standalone:
             tallies.append(run_pytest(ws, run))

@@ -61,11 +61,14 @@ def adapted_odoo_requirements(text):
 class Venv:
     """The virtualenv for one (Odoo, requirements) combination."""
 
+    #: Start of the venv's folder name in the cache (the fingerprint follows).
+    prefix = "venv-"
+
     def __init__(self, repo, odoo, env=None):
         self.repo = Path(repo)
         self.odoo = odoo
         self.env = os.environ if env is None else env
-        self.path = cache_root(self.env) / ("venv-" + self._fingerprint())
+        self.path = cache_root(self.env) / (self.prefix + self._fingerprint())
 
     @property
     def python(self):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import odoo_locator, pgcluster
+from . import odoo_locator, pgcluster, s3server
 from .errors import ToolError
 from .venv import Venv, cache_root
 
@@ -47,6 +47,8 @@ class Workspace:
         self.python = None
         self.pg = None
         self.cluster = None
+        self.s3 = None  # moto's S3 server, when the command started one
+        self.extra_env = {}  # variables the command adds for its children
         self.children = []  # background processes to kill on exit
 
     # -- discovery -------------------------------------------------------
@@ -96,19 +98,41 @@ class Workspace:
             raise ToolError("%s exists and is not a link to this clone: remove it" % link)
         link.symlink_to(self.repo, target_is_directory=True)
 
+    def start_s3(self):
+        """moto's S3 server for this command, stopped by :meth:`close`.
+
+        Without moto (its virtualenv cannot be built, e.g. offline) this says
+        so loudly and returns ``None``: off-site copies then have no store.
+        """
+        try:
+            python = s3server.S3Venv(self.env).ensure(self.say)
+        except ToolError as exc:
+            self.say("\n".join([
+                "!" * 78,
+                "NO S3 SERVER: moto is not available (%s)" % exc,
+                "The off-site tests are SKIPPED and ./dev run has no off-site store.",
+                "!" * 78]))
+            return None
+        self.s3 = s3server.S3Server(python, self.logs / "s3server.log")
+        self.s3.start(self.say)  # kept before it starts: close() stops a half-started one too
+        return self.s3
+
     def close(self):
-        """Stop what this command started (children first, then PostgreSQL)."""
+        """Stop what this command started (children first, then the S3 server and PostgreSQL)."""
         for child in self.children:
             if child.poll() is None:
                 child.kill()
                 child.wait()
+        if self.s3:
+            self.s3.stop(self.say)
         if self.cluster:
             self.cluster.stop(self.say)
 
     # -- helpers used by the commands -------------------------------------
     def child_env(self):
-        """Environment for Odoo and test processes: PG variables, Odoo importable."""
-        env = dict(self.env, **(self.pg.env() if self.pg else {}))
+        """Environment for Odoo and test processes: PG variables, Odoo importable, and
+        the command's own variables (``extra_env``)."""
+        env = dict(self.env, **(self.pg.env() if self.pg else {}), **self.extra_env)
         if self.odoo:
             env["PYTHONPATH"] = os.pathsep.join(
                 [str(self.odoo.root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
