@@ -16,6 +16,12 @@ computed by reading it once after ``pg_dump`` wrote it, the archive's while it
 is read back for verification (no second read).  :func:`verify` checks them
 again later (before a termination relies on an earlier backup).
 
+It also records what the dump holds: the rows of every table, the installed
+Odoo modules and the server's version.  They are read in the very snapshot
+``pg_dump`` dumps (a transaction exports it and stays open until the dump is
+done, ``pg_dump --snapshot``), so a restore can be checked against them
+exactly, even while the database kept changing during the backup.
+
 Both backup files are reserved first (created exclusively, mode 0600:
 they hold customer data), so an existing backup is never overwritten, and a
 failed backup removes exactly the files it created.  A restore likewise creates its database and
@@ -31,11 +37,11 @@ import os
 import subprocess
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import psycopg2
-from psycopg2 import sql
+from psycopg2 import errorcodes, sql
 
 from . import filestore, pg, server
 
@@ -43,6 +49,8 @@ from . import filestore, pg, server
 CHUNK = 1024 * 1024
 #: Errors that mean "the archive cannot be written or read", besides OSError.
 _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error)
+#: The columns of Odoo's ``ir_module_module`` a backup reads.
+_MODULE_COLUMNS = ("name", "latest_version", "state")
 
 
 class BackupError(pg.PgError):
@@ -53,10 +61,21 @@ class BackupExistsError(BackupError):
     """A backup with this database name and stamp exists already (never overwritten)."""
 
 
+class TargetExistsError(BackupError):
+    """The database or directory a restore would create exists already (left as it is)."""
+
+
 @dataclass
 class Backup:
     """A verified backup: its two files, the files archived, both files' sizes and SHA-256
-    (hexadecimal), and the stamp its file names carry (``YYYYMMDDTHHMMSSZ``, UTC)."""
+    (hexadecimal), and the stamp its file names carry (``YYYYMMDDTHHMMSSZ``, UTC).
+
+    What the dump holds, read in its own snapshot: ``row_counts``
+    (``{"public.table": rows}``, exact), ``modules`` (installed Odoo modules,
+    ``{name: latest_version}``; ``{}`` without Odoo's module table) and
+    ``pg_version`` (``"15.18"``).  Empty for a backup recorded before they
+    were: restore checks then skip what they cannot compare.
+    """
 
     dump_path: str
     filestore_path: str
@@ -66,6 +85,9 @@ class Backup:
     dump_sha256: str = ""
     filestore_sha256: str = ""
     stamp: str = ""
+    row_counts: dict = field(default_factory=dict)
+    modules: dict = field(default_factory=dict)
+    pg_version: str = ""
 
 
 class _HashingReader(io.RawIOBase):
@@ -247,40 +269,74 @@ def _check_part(label, value):
         raise BackupError("Invalid %s for a backup file name: %r" % (label, value))
 
 
+@contextlib.contextmanager
+def _snapshot(params, database):
+    """``(conn, snapshot)``: a connection to ``database`` in a read-only REPEATABLE READ
+    transaction, and the snapshot it exported, both valid until the block ends.
+
+    ``pg_dump --snapshot`` given that snapshot dumps exactly what the
+    transaction sees.  The ACCESS SHARE locks its counts take are held until
+    the end too: no table counted can be dropped or rewritten before
+    ``pg_dump`` has locked it in turn.
+    """
+    conn = psycopg2.connect(**dict(params, dbname=database,
+                                   application_name="saas_manager backup"))
+    try:
+        conn.autocommit = True  # the transaction below is ours, not psycopg2's
+        with conn.cursor() as cr:
+            cr.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cr.execute("SELECT pg_export_snapshot()")
+            snapshot = cr.fetchone()[0]
+        yield conn, snapshot
+    finally:
+        conn.close()
+
+
 def backup(params, database, filestore_dir, backup_dir, stamp):
     """Dump ``database``, archive ``filestore_dir``, both into ``backup_dir``: a :class:`Backup`.
 
     Files: ``<database>-<stamp>.dump`` and
     ``<database>-<stamp>.filestore.tar.gz``; both are read back before this
-    returns, with their sizes and SHA-256.  Existing files are refused.  On
-    any failure the files this call created are removed and
-    :class:`BackupError` says why.
+    returns, with their sizes and SHA-256.  The row counts, modules and
+    server version are read in the snapshot the dump is taken in (see
+    :func:`_snapshot`).  Existing files are refused.  On any failure the
+    files this call created are removed and :class:`BackupError` says why.
     """
     _check_part("database name", database)
     _check_part("stamp", stamp)
-    base = os.path.join(backup_dir, "%s-%s" % (database, stamp))
-    dump_path, tar_path = base + ".dump", base + ".filestore.tar.gz"
+    dump_path, tar_path = _backup_paths(backup_dir, database, stamp)
     created = []
     try:
         os.makedirs(backup_dir, mode=0o700, exist_ok=True)
         for path in (dump_path, tar_path):
             _reserve(path)
             created.append(path)
-        pg.dump(params, database, dump_path)
+        with _snapshot(params, database) as (conn, snapshot):
+            counts, modules, version = row_counts(conn), installed_modules(conn), \
+                server_version(conn)
+            pg.dump(params, database, dump_path, snapshot=snapshot)
         dump_bytes, dump_sha256 = file_digest(dump_path)
         files = archive_filestore(filestore_dir, tar_path)
         tar_bytes, tar_sha256 = _read_back_archive(tar_path, files)
         return Backup(dump_path, tar_path, files, dump_bytes, tar_bytes,
-                      dump_sha256=dump_sha256, filestore_sha256=tar_sha256, stamp=stamp)
+                      dump_sha256=dump_sha256, filestore_sha256=tar_sha256, stamp=stamp,
+                      row_counts=counts, modules=modules, pg_version=version)
     except BackupError:
         _remove_files(created)
         raise
-    except (pg.PgError, OSError, *_ARCHIVE_ERRORS) as exc:
+    except (pg.PgError, psycopg2.Error, OSError, *_ARCHIVE_ERRORS) as exc:
         _remove_files(created)
-        raise BackupError("Backup of %s failed: %s" % (database, exc)) from exc
+        reason = (exc.pgerror or str(exc)) if isinstance(exc, psycopg2.Error) else str(exc)
+        raise BackupError("Backup of %s failed: %s" % (database, reason.strip())) from exc
     except BaseException:
         _remove_files(created)
         raise
+
+
+def _backup_paths(backup_dir, database, stamp):
+    """The dump and filestore archive of ``database`` taken at ``stamp``."""
+    base = os.path.join(backup_dir, "%s-%s" % (database, stamp))
+    return base + ".dump", base + ".filestore.tar.gz"
 
 
 def verify(made, checksums=True):
@@ -291,6 +347,14 @@ def verify(made, checksums=True):
     Sizes are compared first, for every file, so a missing or truncated file
     is reported without reading anything.
     """
+    problems = file_problems(made, checksums)
+    if problems:
+        raise BackupError("Backup not usable: %s." % "; ".join(problems))
+
+
+def file_problems(made, checksums=True):
+    """What :func:`verify` finds wrong with the files of ``made``, one sentence each
+    (``[]``: both files are as recorded)."""
     files = (("database dump", made.dump_path, made.dump_bytes, made.dump_sha256),
              ("filestore archive", made.filestore_path, made.filestore_bytes,
               made.filestore_sha256))
@@ -317,8 +381,7 @@ def verify(made, checksums=True):
             elif actual != digest:
                 problems.append("the %s %s does not match its checksum (SHA-256 %s, "
                                 "recorded %s)" % (label, path, actual, digest))
-    if problems:
-        raise BackupError("Backup not usable: %s." % "; ".join(problems))
+    return problems
 
 
 # -- restore -----------------------------------------------------------------------------
@@ -331,13 +394,16 @@ def _create_database(params, database):
     """
     with pg.maintenance(params) as conn:
         if pg.exists(conn, database):
-            raise BackupError("Database %s already exists: restore into a new name." % database)
+            raise TargetExistsError("Database %s already exists: restore into a new name."
+                                    % database)
         try:
             with conn.cursor() as cr:
                 cr.execute(sql.SQL("CREATE DATABASE {} ENCODING 'unicode' LC_COLLATE 'C' "
                                    "TEMPLATE template0").format(sql.Identifier(database)))
         except psycopg2.Error as exc:
-            raise BackupError("Cannot create %s: %s" % (
+            error = TargetExistsError if exc.pgcode == errorcodes.DUPLICATE_DATABASE \
+                else BackupError
+            raise error("Cannot create %s: %s" % (
                 database, (exc.pgerror or str(exc)).strip())) from exc
 
 
@@ -351,8 +417,9 @@ def _pg_restore(params, dump_path, database):
             dump_path, database, done.stderr.strip()))
 
 
-def _undo_restore(params, database, filestore_dir):
-    """Drop the database and filestore a failed restore created; say what could not be."""
+def _remove_copy(params, database, filestore_dir):
+    """Drop ``database`` and remove ``filestore_dir`` (a failed restore's, a drill's scratch
+    copy, a replaced database); return what could not be, one sentence each."""
     problems = []
     if filestore_dir:
         try:
@@ -378,7 +445,8 @@ def restore(params, backup, database, filestore_dir):
         if not path or not os.path.isfile(path):
             raise BackupError("Backup file %s is missing." % path)
     if os.path.lexists(filestore_dir):
-        raise BackupError("%s already exists: restore into a new filestore." % filestore_dir)
+        raise TargetExistsError("%s already exists: restore into a new filestore."
+                                % filestore_dir)
     _create_database(params, database)
     made_dir = None
     try:
@@ -387,7 +455,7 @@ def restore(params, backup, database, filestore_dir):
         made_dir = filestore_dir
         _extract(backup.filestore_path, filestore_dir)
     except BaseException as exc:
-        problems = _undo_restore(params, database, made_dir)
+        problems = _remove_copy(params, database, made_dir)
         if not isinstance(exc, (pg.PgError, OSError, *_ARCHIVE_ERRORS)):
             raise
         reason = str(exc) if isinstance(exc, BackupError) else "Restore of %s failed: %s" % (
@@ -411,3 +479,29 @@ def row_counts(conn):
                 sql.Identifier(schema), sql.Identifier(table)))
             counts["%s.%s" % (schema, table)] = cr.fetchone()[0]
     return counts
+
+
+def installed_modules(conn):
+    """``{name: latest_version}`` of the installed Odoo modules, as Odoo's own backup
+    manifest lists them; ``{}`` for a database without Odoo's module table.
+
+    The columns are looked up first: a failing query would abort the
+    caller's transaction (and the snapshot a dump is being taken in).
+    """
+    with conn.cursor() as cr:
+        cr.execute("""SELECT count(*) FROM pg_attribute
+                       WHERE attrelid = to_regclass('public.ir_module_module')
+                         AND attname = ANY(%s) AND NOT attisdropped""",
+                   (list(_MODULE_COLUMNS),))
+        if cr.fetchone()[0] != len(_MODULE_COLUMNS):
+            return {}
+        cr.execute("""SELECT name, latest_version FROM public.ir_module_module
+                       WHERE state = 'installed' ORDER BY name""")
+        return dict(cr.fetchall())
+
+
+def server_version(conn):
+    """The server's version as ``major.minor`` (``"15.18"``)."""
+    with conn.cursor() as cr:
+        cr.execute("SELECT current_setting('server_version_num')::int")
+        return "%d.%d" % divmod(cr.fetchone()[0], 10000)

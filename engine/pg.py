@@ -20,6 +20,8 @@ against 0.30 s), so it is the default; ``saas.clone_strategy`` overrides it
 """
 
 import contextlib
+import re
+import signal
 import subprocess
 import time
 
@@ -281,15 +283,45 @@ def drop(conn, name):
         raise (BusyError if left else PgError)("Cannot drop %s: %s" % (name, reason)) from exc
 
 
-def dump(params, name, path, pg_dump="pg_dump"):
-    """``pg_dump -Fc`` of ``name`` into ``path``, then check it lists back (pg_restore -l)."""
-    done = subprocess.run([pg_dump, "-Fc", "-f", path, "--", name], env=pg_env(params),
-                          capture_output=True, text=True, errors="replace", check=False)
+#: What ``pg_export_snapshot()`` returns (e.g. ``00000003-0000001B-1``): checked
+#: before it reaches a command line.
+SNAPSHOT_RE = re.compile(r"[0-9A-F]{8}-[0-9A-F]{8}-[0-9]+")
+
+
+def dump(params, name, path, snapshot=None, pg_dump="pg_dump"):
+    """``pg_dump -Fc`` of ``name`` into ``path``, then check it lists back (pg_restore -l).
+
+    ``snapshot``: a snapshot exported by a transaction the caller keeps open
+    (``pg_export_snapshot()``): the dump then holds exactly what that
+    transaction sees.
+    """
+    if snapshot is not None and not SNAPSHOT_RE.fullmatch(snapshot):
+        raise PgError("Invalid snapshot identifier %r." % snapshot)
+    options = ["--snapshot=%s" % snapshot] if snapshot else []
+    done = subprocess.run([pg_dump, "-Fc", *options, "-f", path, "--", name],
+                          env=pg_env(params), capture_output=True, text=True,
+                          errors="replace", check=False)
     if done.returncode:
-        raise PgError("pg_dump of %s failed: %s" % (name, done.stderr.strip()))
+        raise PgError("pg_dump of %s failed: %s" % (name, failure(done)))
     listed = subprocess.run(["pg_restore", "-l", path], capture_output=True, text=True,
                             errors="replace",
                             check=False)
     if listed.returncode or "TABLE DATA" not in listed.stdout:
         raise PgError("The backup %s of %s does not read back." % (path, name))
     return path
+
+
+def failure(done):
+    """Why a finished client program (pg_dump, psql...) failed, for the operator: its
+    error output, or the signal that killed it (e.g. SIGXFSZ when the file size limit
+    is passed: it then writes nothing)."""
+    reason = (done.stderr or "").strip()
+    if done.returncode < 0:
+        number = -done.returncode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "signal %d" % number
+        killed = "killed by %s (%s)" % (name, signal.strsignal(number) or "unknown signal")
+        reason = "%s; %s" % (killed, reason) if reason else killed
+    return reason or "exit status %d, no message" % done.returncode

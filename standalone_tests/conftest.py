@@ -3,7 +3,7 @@
 ``./dev test`` runs them with libpq's ``PG*`` variables pointing at its
 PostgreSQL.  The addon package itself imports Odoo, so the engine is imported
 as a top-level package from the repository root, and the developer tool from
-``tools/``.
+``tools/``; helpers shared by several test files (``backup_helpers``) from here.
 """
 
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-for path in (REPO, REPO / "tools"):
+for path in (REPO, REPO / "tools", REPO / "standalone_tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
