@@ -242,10 +242,18 @@ def _check_members(tar):
 
 
 def _extract(tar_path, dest_dir):
-    """Extract ``tar_path`` into ``dest_dir`` (which must exist) with the ``data`` filter."""
-    with tarfile.open(tar_path, "r:gz") as tar:
+    """Extract ``tar_path`` into ``dest_dir`` (which must exist) with the ``data`` filter.
+
+    The gzip stream is then read to its end: gzip checks its CRC only there,
+    and the tar's last member can end before it, so a damaged file would
+    otherwise be extracted without a word.
+    """
+    with gzip.open(tar_path, "rb") as unzipped, \
+            tarfile.open(fileobj=unzipped, mode="r:") as tar:
         _check_members(tar)
         tar.extractall(dest_dir, filter="data")
+        while unzipped.read(CHUNK):
+            pass
 
 
 # -- backup ------------------------------------------------------------------------------
