@@ -34,8 +34,10 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import subprocess
 import tarfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -43,7 +45,7 @@ from pathlib import PurePosixPath
 import psycopg2
 from psycopg2 import errorcodes, sql
 
-from . import filestore, pg, server
+from . import filestore, naming, pg, server
 
 #: Bytes read at a time when reading archive members back.
 CHUNK = 1024 * 1024
@@ -513,3 +515,145 @@ def server_version(conn):
     with conn.cursor() as cr:
         cr.execute("SELECT current_setting('server_version_num')::int")
         return "%d.%d" % divmod(cr.fetchone()[0], 10000)
+
+
+# -- drill -------------------------------------------------------------------------------
+#: Tables named in one sentence of a drill report before "and N more".
+MAX_LISTED = 10
+
+
+@dataclass
+class DrillReport:
+    """What a restore drill found.  ``ok``: the backup restores, with the rows of every
+    table and the files it recorded; else ``problems`` says what differs, one sentence
+    each.  ``tables``, ``rows`` and ``files``: what the restore held.  ``notes``: what
+    could not be checked (a backup recorded without its row counts)."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    tables: int = 0
+    rows: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_database(name, what):
+    """Raise :class:`BackupError` unless ``name`` is a database name the engine may create
+    or rename (see :func:`.naming.database_problem`), before it reaches any query."""
+    problem = naming.database_problem(name)
+    if problem:
+        raise BackupError("Invalid %s %s: %s." % (what, naming.shown(name), problem))
+
+
+def _listed(items):
+    """``a, b, c and 4 more``: at most :data:`MAX_LISTED` items, for a readable report."""
+    items = list(items)
+    shown = ", ".join(items[:MAX_LISTED])
+    more = len(items) - MAX_LISTED
+    return "%s and %d more" % (shown, more) if more > 0 else shown
+
+
+def count_problems(recorded, restored):
+    """How the row counts ``restored`` differ from those ``recorded`` with a backup, one
+    sentence per kind of difference (``[]`` when identical)."""
+    missing = sorted(set(recorded) - set(restored))
+    extra = sorted(set(restored) - set(recorded))
+    different = ["%s (%d rows, %d recorded)" % (table, restored[table], recorded[table])
+                 for table in sorted(set(recorded) & set(restored))
+                 if restored[table] != recorded[table]]
+    problems = []
+    if missing:
+        problems.append("%d tables of the backup are missing: %s" % (
+            len(missing), _listed(missing)))
+    if extra:
+        problems.append("%d tables are not in the backup's record: %s" % (
+            len(extra), _listed(extra)))
+    if different:
+        problems.append("%d tables have other row counts: %s" % (
+            len(different), _listed(different)))
+    return problems
+
+
+def count_files(root):
+    """Regular files under ``root`` (what :attr:`Backup.files` counts: not symlinks)."""
+    return sum(1 for base, _dirs, names in os.walk(root) for name in names
+               if stat.S_ISREG(os.lstat(os.path.join(base, name)).st_mode))
+
+
+def _counts_of(params, database):
+    conn = psycopg2.connect(dbname=database, **params)
+    try:
+        return row_counts(conn)
+    finally:
+        conn.close()
+
+
+def _compare(params, made, database, filestore_dir, report):
+    """Fill ``report`` with what ``database`` and ``filestore_dir`` hold, and how it differs
+    from what ``made`` recorded; return the row counts of ``database``."""
+    counts = _counts_of(params, database)
+    report.tables, report.rows = len(counts), sum(counts.values())
+    report.files = count_files(filestore_dir)
+    if made.row_counts:
+        report.problems += count_problems(made.row_counts, counts)
+    else:
+        report.notes.append("The backup has no recorded row counts (taken before they were "
+                            "recorded): %d tables restored, not compared." % len(counts))
+    if report.files != made.files:
+        report.problems.append("The filestore holds %d files, the backup recorded %d." % (
+            report.files, made.files))
+    return counts
+
+
+def drill(params, made, scratch_db, scratch_dir):
+    """Restore ``made`` into ``scratch_db`` and ``scratch_dir`` (neither may exist), compare
+    with what it recorded, and remove both again: a :class:`DrillReport`.
+
+    The files' sizes and checksums are checked first: a damaged file is
+    reported without restoring anything.  A backup that does not restore is
+    reported too (``ok`` false, with the reason); a failure of the server or
+    of the scratch directory is raised as it is (``psycopg2.Error``,
+    :class:`.pg.PgError`, ``OSError``): the backup is not to blame.  The
+    scratch copy is removed whatever happens, Ctrl-C included; when it
+    cannot be, :class:`BackupError` says what is left.
+    """
+    started = time.monotonic()
+    report = DrillReport(ok=False, problems=file_problems(made))
+    if not report.problems:
+        _check_database(scratch_db, "scratch database")
+        if os.path.lexists(scratch_dir):
+            raise TargetExistsError("%s already exists: drill into a new directory."
+                                    % scratch_dir)
+        _create_database(params, scratch_db)
+        try:
+            _drill_restored(params, made, scratch_db, scratch_dir, report)
+        except BaseException:
+            _remove_copy(params, scratch_db, scratch_dir)  # best effort: the failure comes first
+            raise
+        left = _remove_copy(params, scratch_db, scratch_dir)
+        if left:
+            raise BackupError("The drill of %s ran (%s), but its scratch copy is left: %s." % (
+                made.dump_path, "; ".join(report.problems) or "ok", "; ".join(left)))
+    report.ok = not report.problems
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _drill_restored(params, made, scratch_db, scratch_dir, report):
+    """Restore into the scratch copy and compare; the backup's own faults go to ``report``."""
+    try:
+        _pg_restore(params, made.dump_path, scratch_db)
+    except BackupError as exc:
+        with pg.maintenance(params):  # unreachable: the server's fault, raised as it is
+            pass
+        report.problems.append(str(exc))
+        return
+    os.makedirs(scratch_dir)
+    try:
+        _extract(made.filestore_path, scratch_dir)
+    except (BackupError, gzip.BadGzipFile, *_ARCHIVE_ERRORS) as exc:
+        report.problems.append("The filestore archive %s does not restore: %s" % (
+            made.filestore_path, exc))
+    _compare(params, made, scratch_db, scratch_dir, report)
+

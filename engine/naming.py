@@ -42,6 +42,10 @@ SUBDOMAIN_RE = re.compile(r"\A%s\Z" % _LABEL)
 #: The shape of a DNS name; :func:`check_domain` also refuses numeric last labels.
 DOMAIN_RE = re.compile(r"\A(?=[a-z0-9.-]{1,253}\Z)%s(?:\.%s)*\Z" % (_LABEL, _LABEL))
 _LABEL_CHARS_RE = re.compile(r"[a-z0-9-]+")
+#: A database name the engine creates, renames or drops by itself (restore targets,
+#: scratch and staging copies): letters, digits, ``_``, ``.`` and ``-``, as Odoo's
+#: own database manager accepts, not starting with ``.`` or ``-``.
+DATABASE_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _NUMERIC_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
 #: PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
 MAX_DATABASE_NAME = 63
@@ -171,6 +175,21 @@ def database_name(subdomain, base_domain, routing=ROUTING_HOST):
         raise NamingError("The database name %r is longer than PostgreSQL's %d characters: "
                           "choose a shorter subdomain." % (name, MAX_DATABASE_NAME))
     return name
+
+
+def database_problem(name):
+    """Why ``name`` is not a database name the engine may create or rename, or ``None``.
+
+    Checked before any query: PostgreSQL silently truncates identifiers
+    longer than 63 bytes, so a longer name would act on another database.
+    """
+    if not isinstance(name, str) or not name:
+        return "a database name is required"
+    if len(name.encode()) > MAX_DATABASE_NAME:
+        return "longer than PostgreSQL's %d bytes" % MAX_DATABASE_NAME
+    if not DATABASE_RE.fullmatch(name):
+        return "only letters, digits, '_', '.' and '-' are allowed, not first '.' or '-'"
+    return None
 
 
 def dbfilter_for(routing):

@@ -241,3 +241,20 @@ def test_patterns_use_whole_string_semantics():
         assert not pattern.match(good + "\n\n")
     assert not naming.SUBDOMAIN_RE.match("xn--acme")
     assert not naming.DOMAIN_RE.match("ab--cd.example.com")
+
+
+@pytest.mark.parametrize("name", ["acme", "client1.example.com", "saas_tpl_x-1", "_staging",
+                                  "A" * 63, "a.b-c_d"])
+def test_database_names_the_engine_may_create(name):
+    assert naming.database_problem(name) is None
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("", "required"), (None, "required"), (b"acme", "required"),
+    ("a" * 64, "63 bytes"), ("é" * 32, "63 bytes"),  # 64 bytes: PostgreSQL would truncate
+    ("-a", "not first"), (".a", "not first"), ("a b", "only letters"), ("a;b", "only letters"),
+    ('x"; DROP DATABASE postgres; --', "only letters"), ("acme\n", "only letters"),
+    ("a=b", "only letters"), ("a/b", "only letters"), ("é", "only letters"),
+])
+def test_database_names_the_engine_refuses(name, reason):
+    assert reason in naming.database_problem(name)
