@@ -657,3 +657,199 @@ def _drill_restored(params, made, scratch_db, scratch_dir, report):
             made.filestore_path, exc))
     _compare(params, made, scratch_db, scratch_dir, report)
 
+
+# -- restore in place --------------------------------------------------------------------
+@dataclass
+class Replaced:
+    """What :func:`replace` did.  ``downtime``: seconds the database refused connections
+    (from refusing them to the restored copy taking its name and state); ``seconds``: the
+    whole call; ``row_counts`` and ``files``: what the database now holds; ``leftovers``:
+    what of the old copy could not be removed (the replacement itself succeeded)."""
+
+    downtime: float
+    seconds: float
+    row_counts: dict
+    files: int
+    leftovers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Swap:
+    """The names and directories :func:`replace` works with."""
+
+    database: str
+    filestore_dir: str
+    staging_db: str
+    staging_dir: str
+    old_db: str
+    old_dir: str
+
+
+def _plan(database, filestore_dir, staging_db, old_db):
+    """The :class:`_Swap` of a replacement, its names checked before any query: valid,
+    distinct, and the staging and old directories (siblings of ``filestore_dir``) new."""
+    for name, what in ((database, "database"), (staging_db, "staging database"),
+                       (old_db, "old database")):
+        _check_database(name, what)
+    if len({database, staging_db, old_db}) < len((database, staging_db, old_db)):
+        raise BackupError("The database, staging and old names must differ: %s, %s, %s." % (
+            database, staging_db, old_db))
+    parent = os.path.dirname(os.path.abspath(filestore_dir))
+    plan = _Swap(database, os.path.abspath(filestore_dir), staging_db,
+                 os.path.join(parent, staging_db), old_db, os.path.join(parent, old_db))
+    for path in (plan.staging_dir, plan.old_dir):
+        if path == plan.filestore_dir or os.path.lexists(path):
+            raise TargetExistsError("%s already exists: choose other staging and old names."
+                                    % path)
+    return plan
+
+
+def _check_targets(params, plan):
+    """The database to replace must exist, the staging and old ones must not."""
+    with pg.maintenance(params) as conn:
+        if not pg.exists(conn, plan.database):
+            raise BackupError("Database %s does not exist: nothing to replace." % plan.database)
+        for name in (plan.staging_db, plan.old_db):
+            if pg.exists(conn, name):
+                raise TargetExistsError("Database %s already exists: choose other staging "
+                                        "and old names." % name)
+
+
+def replace(params, made, database, filestore_dir, staging_db, old_db,  # noqa: PLR0917
+            comment=None, *, wait=pg.SESSION_WAIT):
+    """Replace ``database`` and ``filestore_dir`` by a restore of ``made``: a :class:`Replaced`.
+
+    ``made`` is restored first into ``staging_db`` and its filestore (a
+    sibling of ``filestore_dir`` named after it) while ``database`` keeps
+    serving, and checked against the rows and files it recorded.  Then the
+    swap: ``database`` refuses connections, its sessions are ended (those
+    this role may not end are waited for, up to ``wait`` seconds), it is
+    renamed ``old_db`` and the staging copy takes its name and its
+    filestore's; the new database gets ``comment`` (the ownership marker:
+    a dump does not carry it) and the old one's connection and template
+    flags.  Then the old copy is removed.
+
+    Any failure before the swap completes undoes what was done: the live
+    database is as it was and serving, the staging copy removed, and the
+    error (:class:`.pg.BusyError` when a session could not be ended, else
+    :class:`BackupError`) says what could not be undone, if anything.
+    """
+    started = time.monotonic()
+    plan = _plan(database, filestore_dir, staging_db, old_db)
+    verify(made)
+    _check_targets(params, plan)
+    restore(params, made, plan.staging_db, plan.staging_dir)
+    undo = [("drop the staging copy %s" % plan.staging_db,
+             lambda: _removed(params, plan.staging_db, plan.staging_dir))]
+    try:
+        counts = _check_staging(params, made, plan)
+        downtime = _swap(params, plan, comment, wait, undo)
+    except BaseException as exc:
+        _undo(plan, undo, exc)
+        raise
+    leftovers = _remove_copy(params, plan.old_db, plan.old_dir)
+    return Replaced(downtime, time.monotonic() - started, counts, made.files, leftovers)
+
+
+def _check_staging(params, made, plan):
+    """The staging copy's row counts, after checking them (and its files) against ``made``:
+    a database that differs from its backup's record is not swapped in."""
+    report = DrillReport(ok=False)
+    counts = _compare(params, made, plan.staging_db, plan.staging_dir, report)
+    if report.problems:
+        raise BackupError("The restored copy of %s differs from the backup's record: %s" % (
+            plan.database, "; ".join(report.problems)))
+    return counts
+
+
+def _swap(params, plan, comment, wait, undo):
+    """Put the staging copy in place of the live one; return the seconds of downtime.
+
+    Each step pushes on ``undo`` what takes it back.  The staging copy
+    refuses connections until it has its name, filestore and marker.
+    """
+    with pg.maintenance(params) as conn:
+        allowed = pg.connections_allowed(conn, plan.database)
+        template = pg.is_template(conn, plan.database)
+        pg.allow_connections(conn, plan.staging_db, False)
+        pg.allow_connections(conn, plan.database, False)
+        refused = time.monotonic()
+        undo.append(("let clients connect to %s again" % plan.database,
+                     lambda: _with_conn(params, pg.allow_connections, plan.database, allowed)))
+        _rename_free(conn, plan.database, plan.old_db, wait)
+        undo.append(("rename %s back to %s" % (plan.old_db, plan.database),
+                     lambda: _with_conn(params, pg.rename, plan.old_db, plan.database)))
+        _rename_free(conn, plan.staging_db, plan.database, wait)
+        undo.append(("rename %s back to %s" % (plan.database, plan.staging_db),
+                     lambda: _with_conn(params, pg.rename, plan.database, plan.staging_db)))
+        _swap_dirs(plan, undo)
+        if comment is not None:
+            pg.set_comment(conn, plan.database, comment)
+        if template:
+            pg.mark_template(conn, plan.database, True)
+        pg.allow_connections(conn, plan.database, allowed)
+        return time.monotonic() - refused
+
+
+def _swap_dirs(plan, undo):
+    """Move the live filestore (when there is one) aside and the staging one in place."""
+    if os.path.lexists(plan.filestore_dir):
+        os.rename(plan.filestore_dir, plan.old_dir)
+        undo.append(("move %s back to %s" % (plan.old_dir, plan.filestore_dir),
+                     lambda: os.rename(plan.old_dir, plan.filestore_dir)))
+    os.rename(plan.staging_dir, plan.filestore_dir)
+    undo.append(("move %s back to %s" % (plan.filestore_dir, plan.staging_dir),
+                 lambda: os.rename(plan.filestore_dir, plan.staging_dir)))
+
+
+def _rename_free(conn, name, new_name, wait):
+    """Rename ``name`` once no session is left on it.
+
+    A session may attach between the end of the others and the rename
+    (autovacuum, a superuser: refused connections do not stop them all), so
+    a rename refused as busy is tried again until ``wait`` has passed.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        pg.terminate_sessions(conn, name, wait=max(0.0, round(deadline - time.monotonic(), 1)))
+        try:
+            pg.rename(conn, name, new_name)
+            return
+        except pg.BusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pg.POLL_INTERVAL)
+
+
+def _with_conn(params, function, *args):
+    """``function(conn, *args)`` on a new maintenance connection (undo steps do not rely on
+    the connection whose failure they are undoing)."""
+    with pg.maintenance(params) as conn:
+        return function(conn, *args)
+
+
+def _removed(params, database, filestore_dir):
+    """:func:`_remove_copy`, raising what it could not remove."""
+    left = _remove_copy(params, database, filestore_dir)
+    if left:
+        raise BackupError("; ".join(left))
+
+
+def _undo(plan, undo, exc):
+    """Run ``undo`` backwards; raise the failure ``exc`` with what could not be undone.
+
+    A ``KeyboardInterrupt`` (or another ``BaseException``) is re-raised by
+    the caller as it is, once undone.
+    """
+    failed = []
+    for what, action in reversed(undo):
+        try:
+            action()
+        except (pg.PgError, psycopg2.Error, OSError) as err:
+            failed.append("could not %s: %s" % (what, str(err).strip()))
+    if not isinstance(exc, Exception):
+        return
+    state = ("%s is as it was" % plan.database) if not failed else "; ".join(failed)
+    error = pg.BusyError if isinstance(exc, pg.BusyError) else BackupError
+    raise error("Replacing %s with its backup failed: %s. %s." % (
+        plan.database, str(exc).strip().rstrip("."), state)) from exc

@@ -239,12 +239,17 @@ def clone(conn, template, target, *, owner_role=None, strategy=DEFAULT_STRATEGY,
 
 
 def rename(conn, name, new_name):
-    """``ALTER DATABASE name RENAME TO new_name`` (needs no connection to either)."""
+    """``ALTER DATABASE name RENAME TO new_name`` (needs no connection to either).
+
+    :class:`BusyError` when a session is still connected to ``name``
+    (PostgreSQL refuses to rename a database in use).
+    """
     try:
         _execute(conn, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
             sql.Identifier(name), sql.Identifier(new_name)))
     except psycopg2.Error as exc:
-        raise PgError("Cannot rename %s to %s: %s" % (
+        error = BusyError if exc.pgcode == errorcodes.OBJECT_IN_USE else PgError
+        raise error("Cannot rename %s to %s: %s" % (
             name, new_name, (exc.pgerror or str(exc)).strip())) from exc
 
 
