@@ -349,6 +349,29 @@ def _backup_paths(backup_dir, database, stamp):
     return base + ".dump", base + ".filestore.tar.gz"
 
 
+def remove_partial(backup_dir, database, stamp):
+    """Remove what a :func:`backup` of ``database`` at ``stamp`` that never returned (its
+    process killed) left in ``backup_dir``; return the paths removed.
+
+    A killed run cannot clean up after itself: its reserved dump (empty,
+    partial, or even complete), its reserved archive and the archive's
+    ``.part`` stay.  Only those names are removed, so other backups, of
+    this database or another, are kept.  For an interrupted operation that
+    recorded no backup: a run that returned is complete and recorded.  A
+    ``pg_dump`` still running after its parent was killed keeps writing to
+    the removed file, which frees its space when it exits.
+    """
+    _check_part("database name", database)
+    _check_part("stamp", stamp)
+    dump_path, tar_path = _backup_paths(backup_dir, database, stamp)
+    removed = []
+    for path in (dump_path, tar_path, tar_path + ".part"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
 def verify(made, checksums=True):
     """Check that both files of ``made`` are still there, with the sizes (then, unless
     ``checksums`` is false, the SHA-256) recorded when it was taken.
