@@ -642,9 +642,9 @@ def drill(params, made, scratch_db, scratch_dir):
     cannot be, :class:`BackupError` says what is left.
     """
     started = time.monotonic()
+    _check_database(scratch_db, "scratch database")
     report = DrillReport(ok=False, problems=file_problems(made))
     if not report.problems:
-        _check_database(scratch_db, "scratch database")
         if os.path.lexists(scratch_dir):
             raise TargetExistsError("%s already exists: drill into a new directory."
                                     % scratch_dir)
@@ -788,23 +788,26 @@ def _check_staging(params, made, plan):
 def _swap(params, plan, comment, wait, undo):
     """Put the staging copy in place of the live one; return the seconds of downtime.
 
-    Each step pushes on ``undo`` what takes it back.  The staging copy
-    refuses connections until it has its name, filestore and marker.
+    What takes each step back is pushed on ``undo`` before the step, and
+    checks what is there when it runs: a step interrupted half-way (Ctrl-C
+    once a rename is done, before the next line) is undone all the same.
+    The staging copy refuses connections until it has its name, filestore
+    and marker.
     """
     with pg.maintenance(params) as conn:
         allowed = pg.connections_allowed(conn, plan.database)
         template = pg.is_template(conn, plan.database)
         pg.allow_connections(conn, plan.staging_db, False)
-        pg.allow_connections(conn, plan.database, False)
-        refused = time.monotonic()
         undo.append(("let clients connect to %s again" % plan.database,
                      lambda: _with_conn(params, pg.allow_connections, plan.database, allowed)))
-        _rename_free(conn, plan.database, plan.old_db, wait)
+        pg.allow_connections(conn, plan.database, False)
+        refused = time.monotonic()
         undo.append(("rename %s back to %s" % (plan.old_db, plan.database),
-                     lambda: _with_conn(params, pg.rename, plan.old_db, plan.database)))
-        _rename_free(conn, plan.staging_db, plan.database, wait)
+                     lambda: _rename_back(params, plan.old_db, plan.database)))
+        _rename_free(conn, plan.database, plan.old_db, wait)
         undo.append(("rename %s back to %s" % (plan.database, plan.staging_db),
-                     lambda: _with_conn(params, pg.rename, plan.database, plan.staging_db)))
+                     lambda: _rename_back(params, plan.database, plan.staging_db)))
+        _rename_free(conn, plan.staging_db, plan.database, wait)
         _swap_dirs(plan, undo)
         if comment is not None:
             pg.set_comment(conn, plan.database, comment)
@@ -816,13 +819,26 @@ def _swap(params, plan, comment, wait, undo):
 
 def _swap_dirs(plan, undo):
     """Move the live filestore (when there is one) aside and the staging one in place."""
+    undo.append(("move %s back to %s" % (plan.old_dir, plan.filestore_dir),
+                 lambda: _move_back(plan.old_dir, plan.filestore_dir)))
     if os.path.lexists(plan.filestore_dir):
         os.rename(plan.filestore_dir, plan.old_dir)
-        undo.append(("move %s back to %s" % (plan.old_dir, plan.filestore_dir),
-                     lambda: os.rename(plan.old_dir, plan.filestore_dir)))
-    os.rename(plan.staging_dir, plan.filestore_dir)
     undo.append(("move %s back to %s" % (plan.filestore_dir, plan.staging_dir),
-                 lambda: os.rename(plan.filestore_dir, plan.staging_dir)))
+                 lambda: _move_back(plan.filestore_dir, plan.staging_dir)))
+    os.rename(plan.staging_dir, plan.filestore_dir)
+
+
+def _rename_back(params, current, original):
+    """Rename database ``current`` back to ``original``, if that rename was done."""
+    with pg.maintenance(params) as conn:
+        if pg.exists(conn, current) and not pg.exists(conn, original):
+            pg.rename(conn, current, original)
+
+
+def _move_back(current, original):
+    """Move directory ``current`` back to ``original``, if that move was done."""
+    if os.path.lexists(current) and not os.path.lexists(original):
+        os.rename(current, original)
 
 
 def _rename_free(conn, name, new_name, wait):

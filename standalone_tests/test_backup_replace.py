@@ -155,6 +155,26 @@ def test_a_failure_inside_the_swap_renames_everything_back(pg_params, live, name
     assert_untouched(pg_params, live, names)
 
 
+def test_ctrl_c_right_after_the_second_rename_is_undone(pg_params, live, names,
+                                                       monkeypatch):
+    """Interrupted once the staging copy has the live name, before the next line: the undo
+    looks at what is there, renames both back and drops the staging copy."""
+    real_rename = backup._rename_free
+    renamed = []
+
+    def rename_then_interrupt(conn, name, new_name, wait):
+        real_rename(conn, name, new_name, wait)
+        renamed.append(name)
+        if len(renamed) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "_rename_free", rename_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        backup.replace(pg_params, live.made, live.name, str(live.filestore), *names)
+    assert renamed == [live.name, names[0]]
+    assert_untouched(pg_params, live, names)
+
+
 def test_a_superusers_session_makes_the_swap_undone_with_busy(pg_params, bootstrap_params,
                                                                live, names):
     dba = psycopg2.connect(dbname=live.name, application_name="dba console",
