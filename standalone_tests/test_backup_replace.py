@@ -5,6 +5,7 @@ import dataclasses
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psycopg2
@@ -19,6 +20,7 @@ from backup_helpers import (
     run,
     write_tree,
 )
+from psycopg2 import sql
 
 from engine import backup, pg
 
@@ -190,6 +192,34 @@ def test_a_superusers_session_makes_the_swap_undone_with_busy(pg_params, bootstr
         assert_untouched(pg_params, live, names)
     finally:
         dba.close()
+
+
+@pytest.fixture
+def member_role(pg_params, bootstrap_params):
+    """Connection keywords of another LOGIN role, granted to Odoo's role (so Odoo's role
+    may end its sessions, as PostgreSQL allows for roles whose privileges it has)."""
+    name = "saas_pytest_member_%s" % uuid.uuid4().hex[:8]
+    with pg.maintenance(bootstrap_params) as conn, conn.cursor() as cr:
+        cr.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        cr.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(name),
+                                                    sql.Identifier(pg_params["user"])))
+    yield dict(bootstrap_params, user=name)
+    with pg.maintenance(bootstrap_params) as conn, conn.cursor() as cr:
+        cr.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_another_roles_session_that_may_be_ended_is_ended(pg_params, member_role, live,
+                                                          names):
+    session = psycopg2.connect(dbname=live.name, application_name="report tool",
+                               **member_role)
+    try:
+        backup.replace(pg_params, live.made, live.name, str(live.filestore), *names,
+                       comment=MARKER, wait=0.5)
+        with pytest.raises(psycopg2.OperationalError):
+            session.cursor().execute("SELECT 1")
+    finally:
+        session.close()
+    assert counts_of(pg_params, live.name) == live.made.row_counts
 
 
 def test_a_superusers_session_that_leaves_in_time_does_not_stop_the_swap(
