@@ -892,3 +892,69 @@ def _undo(plan, undo, exc):
     error = pg.BusyError if isinstance(exc, pg.BusyError) else BackupError
     raise error("Replacing %s with its backup failed: %s. %s." % (
         plan.database, str(exc).strip().rstrip("."), state)) from exc
+
+
+def recover_replace(params, database, filestore_dir, staging_db, old_db,  # noqa: PLR0917
+                    comment=None, allowed=True):
+    """Finish or take back a :func:`replace` whose process was killed; what was done.
+
+    A killed replace runs no undo, so its names may be at any step.  The
+    staging filestore directory tells which side of the swap it stopped on:
+    it is moved into place only after both database renames, so while it
+    exists the swap did not complete, and everything is taken back (the
+    live database and filestore get their names, ``allowed`` connections,
+    and the staging copy is removed; the caller restores again).  Once it
+    is gone the swap completed: what is left of the replaced copy is
+    removed, and the new database gets ``comment`` and ``allowed`` (the
+    kill may have come before they were set).
+    """
+    plan = _Swap(database, os.path.abspath(filestore_dir), staging_db,
+                 os.path.join(os.path.dirname(os.path.abspath(filestore_dir)), staging_db),
+                 old_db, os.path.join(os.path.dirname(os.path.abspath(filestore_dir)), old_db))
+    for name, what in ((database, "database"), (staging_db, "staging database"),
+                       (old_db, "old database")):
+        _check_database(name, what)
+    if os.path.lexists(plan.staging_dir):
+        done = _take_back(params, plan)
+    else:
+        done = _finish(params, plan, comment)
+    with pg.maintenance(params) as conn:
+        if pg.exists(conn, database):
+            pg.allow_connections(conn, database, allowed)
+    return done
+
+
+def _take_back(params, plan):
+    done = []
+    with pg.maintenance(params) as conn:
+        if pg.exists(conn, plan.old_db):
+            if pg.exists(conn, plan.database):
+                if pg.exists(conn, plan.staging_db):
+                    raise BackupError("%s, %s and %s all exist: look before anything is "
+                                      "renamed." % (plan.database, plan.old_db, plan.staging_db))
+                _rename_free(conn, plan.database, plan.staging_db, pg.SESSION_WAIT)
+            _rename_free(conn, plan.old_db, plan.database, pg.SESSION_WAIT)
+            done.append("%s renamed back to %s" % (plan.old_db, plan.database))
+    if os.path.lexists(plan.old_dir) and not os.path.lexists(plan.filestore_dir):
+        os.rename(plan.old_dir, plan.filestore_dir)
+        done.append("%s moved back" % plan.filestore_dir)
+    problems = _remove_copy(params, plan.staging_db, plan.staging_dir)
+    if problems:
+        raise BackupError("; ".join(problems))
+    return [*done, "staging copy %s removed" % plan.staging_db]
+
+
+def _finish(params, plan, comment):
+    done = []
+    with pg.maintenance(params) as conn:
+        staging_left = pg.exists(conn, plan.staging_db)
+        if comment is not None and pg.exists(conn, plan.database):
+            pg.set_comment(conn, plan.database, comment)
+    for name, folder in ((plan.old_db, plan.old_dir), (plan.staging_db, None)):
+        if name == plan.staging_db and not staging_left:
+            continue
+        problems = _remove_copy(params, name, folder)
+        if problems:
+            raise BackupError("; ".join(problems))
+        done.append("%s removed" % name)
+    return done

@@ -158,3 +158,35 @@ def sanitize(conn, url, admin=None):
                 applied.append(statement)
     conn.commit()
     return applied
+
+
+def installed_modules(conn):
+    """Names of the modules installed in the database behind ``conn`` (as Odoo counts
+    them for its neutralization: installed, to upgrade, to remove)."""
+    with conn.cursor() as cr:
+        cr.execute("SELECT name FROM ir_module_module "
+                   "WHERE state IN ('installed', 'to upgrade', 'to remove') ORDER BY name")
+        return [name for (name,) in cr.fetchall()]
+
+
+def neutralize(conn, queries):
+    """Run Odoo's neutralization ``queries`` (the installed modules' own
+    ``data/neutralize.sql``, read by the caller from the addons path, never from the
+    database) in one transaction; commit.  A staging copy then runs no scheduled action,
+    sends no mail (a catch-all server at an invalid address), calls no webhook and
+    shows Odoo's "neutralized" banner."""
+    with conn.cursor() as cr:
+        for query in queries:
+            cr.execute(query)
+    conn.commit()
+
+
+def admin_login(conn):
+    """The login of the database's administrator (``base.user_admin``), for the record of
+    a copy whose administrator the manager did not name; None without one."""
+    with conn.cursor() as cr:
+        cr.execute("""SELECT u.login FROM res_users u
+                        JOIN ir_model_data d ON d.model = 'res.users' AND d.res_id = u.id
+                       WHERE d.module = 'base' AND d.name = 'user_admin'""")
+        row = cr.fetchone()
+    return row[0] if row else None
