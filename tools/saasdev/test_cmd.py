@@ -188,7 +188,7 @@ def _tally_report(tally, report, returncode):
 #: databases on a shared server are safe.
 TEST_DATABASE_RE = re.compile(
     r"\A(saas_test_[0-9]+|saas_tpl_test_[0-9a-f]+|[a-z0-9-]+\.saas\.test"
-    r"|saas_tmp_[0-9]+_[0-9a-f]{8})\Z")
+    r"|saas_(tmp|rst|old|drill)_[0-9]+_[0-9a-f]{8})\Z")
 
 
 def _check_leftovers(ws, tally, expected):
