@@ -9,9 +9,13 @@ process installing the vertical's modules, which leaves a filestore):
   -Fc`` alone (anchor), ``pg_dump -Fc`` + ``tar czf`` of the filestore (the
   same work without the read-back), and Odoo's ``dump_db(..., "zip")`` (what
   the database manager's "Backup" does: plain SQL dump and filestore, zipped);
+  Last, what a download costs: Odoo's zip produced from our stored backup
+  (``engine.odoo_zip.export_zip``, the *Download (Odoo zip)* button);
 * **restore**: ``engine.backup.restore`` against ``createdb`` +
-  ``pg_restore`` (anchor), the same + ``tar xzf`` of the filestore, and
-  Odoo's ``restore_db`` of the zip (which also loads the new registry).
+  ``pg_restore`` (anchor), the same + ``tar xzf`` of the filestore,
+  Odoo's ``restore_db`` of the zip (which also loads the new registry), and
+  our import of that zip (``engine.odoo_zip.import_zip``: checked, then
+  ``psql --single-transaction``).
 
 Each of the N runs does every method once, in the order above; every
 restore is checked once against the clone (row counts, filestore files).
@@ -50,9 +54,9 @@ from dev_workspace import workspace  # noqa: E402
 
 MB = 1e6
 BACKUPS = ("saas_manager backup (verified)", "pg_dump -Fc", "pg_dump -Fc + tar czf",
-           "Odoo dump_db zip")
+           "Odoo dump_db zip", "Odoo zip from our backup")
 RESTORES = ("saas_manager restore", "createdb + pg_restore", "createdb + pg_restore + tar xzf",
-            "Odoo restore_db zip")
+            "Odoo restore_db zip", "saas_manager import of zip")
 
 
 def parse_args(argv):
@@ -172,7 +176,8 @@ def make_subject(bench, template):
 
 def backups(bench, subject, folder):
     """Every backup method once; what each restore starts from."""
-    from engine import backup
+    from engine import backup, odoo_zip
+    from odoo import release
     from odoo.service import db as db_service
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -185,11 +190,15 @@ def backups(bench, subject, folder):
     bench.times[BACKUPS[2]].append(bench.times[BACKUPS[1]][-1] + time.perf_counter() - start)
     with open(zip_path, "wb") as stream:
         bench.timed(BACKUPS[3], db_service.dump_db, subject, stream, "zip")
+    exported = folder / "exported.zip"
+    manifest = odoo_zip.odoo_manifest(ours, subject, release.version_info, release.version)
+    bench.timed(BACKUPS[4], odoo_zip.export_zip, bench.params, ours, str(exported), manifest)
     bench.sizes.update({BACKUPS[0]: ours.dump_bytes + ours.filestore_bytes,
                         BACKUPS[1]: dump.stat().st_size,
                         BACKUPS[2]: dump.stat().st_size + tar.stat().st_size,
-                        BACKUPS[3]: zip_path.stat().st_size})
-    return ours, dump, tar, zip_path
+                        BACKUPS[3]: zip_path.stat().st_size,
+                        BACKUPS[4]: exported.stat().st_size})
+    return ours, dump, tar, zip_path, exported
 
 
 def plain_restore(bench, dump, database):
@@ -200,11 +209,12 @@ def plain_restore(bench, dump, database):
 
 def restores(bench, made, index):
     """Every restore method once, into new databases; their names."""
-    from engine import backup
+    from engine import backup, odoo_zip
     from odoo.service import db as db_service
 
-    ours, dump, tar, zip_path = made
-    targets = [bench.new_database("r%d_%s" % (index, role)) for role in ("ours", "plain", "odoo")]
+    ours, dump, tar, zip_path, exported = made
+    targets = [bench.new_database("r%d_%s" % (index, role))
+               for role in ("ours", "plain", "odoo", "import")]
     bench.timed(RESTORES[0], backup.restore, bench.params, ours, targets[0],
                 bench.filestore(targets[0]))
     bench.timed(RESTORES[1], plain_restore, bench, dump, targets[1])
@@ -213,6 +223,8 @@ def restores(bench, made, index):
     subprocess.run(["tar", "xzf", str(tar), "-C", bench.filestore(targets[1])], check=True)
     bench.times[RESTORES[2]].append(bench.times[RESTORES[1]][-1] + time.perf_counter() - start)
     bench.timed(RESTORES[3], db_service.restore_db, targets[2], str(zip_path))
+    bench.timed(RESTORES[4], odoo_zip.import_zip, bench.params, str(exported), targets[3],
+                bench.filestore(targets[3]))
     return targets
 
 
