@@ -1,6 +1,6 @@
 {
     "name": "SaaS Manager",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Services/SaaS",
     "summary": "Run an Odoo SaaS business: one database per client, cloned from templates",
     "author": "saas_manager developers",
@@ -33,6 +33,8 @@
         "wizards/saas_template_delete_views.xml",
         "wizards/saas_subscription_change_views.xml",
         "wizards/saas_instance_terminate_views.xml",
+        "wizards/saas_backup_restore_views.xml",
+        "wizards/saas_instance_import_views.xml",
         "views/saas_welcome_templates.xml",
         "views/saas_menus.xml",
     ],

@@ -1,1 +1,2 @@
 from . import welcome
+from . import backup

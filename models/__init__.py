@@ -8,6 +8,9 @@ from . import saas_operation
 from . import saas_operation_step
 from . import saas_operation_mixin
 from . import saas_backup
+from . import saas_backup_offsite
+from . import saas_backup_retention
+from . import saas_backup_drill
 from . import saas_template
 from . import saas_template_build
 from . import saas_template_deployment
@@ -20,6 +23,7 @@ from . import saas_instance_server
 from . import saas_instance_provisioning
 from . import saas_instance_access
 from . import saas_instance_backup
+from . import saas_instance_restore
 from . import saas_instance_usage
 from . import saas_instance_health
 from . import saas_health_check

@@ -3,7 +3,7 @@ from odoo.exceptions import AccessError, ValidationError
 
 from ..engine import naming
 from .saas_health_check import MIN_RETENTION_DAYS
-from .saas_settings import SETTINGS, conf
+from .saas_settings import SETTINGS, conf, offsite_store
 
 
 class ResConfigSettings(models.TransientModel):
@@ -55,6 +55,30 @@ class ResConfigSettings(models.TransientModel):
     saas_operation_retry_seconds = fields.Integer(
         string="First Retry After (s)", default=SETTINGS["saas.operation_retry_seconds"][1],
         help="Delay before the first retry; each further retry waits twice as long.")
+    saas_backup_final_retention_days = fields.Integer(
+        string="Keep Final Backups (days)",
+        default=SETTINGS["saas.backup_final_retention_days"][1],
+        help="A terminated instance's backups are deleted this many days after its final "
+             "backup (0 = kept for good).")
+    saas_backup_manual_retention_days = fields.Integer(
+        string="Keep Manual Backups (days)",
+        default=SETTINGS["saas.backup_manual_retention_days"][1])
+    saas_backup_before_operation_retention_days = fields.Integer(
+        string="Keep Safety Backups (days)",
+        default=SETTINGS["saas.backup_before_operation_retention_days"][1],
+        help="Backups taken before a restore or a refresh.")
+    saas_backup_local_hours = fields.Integer(
+        string="Local Copies (hours)", default=SETTINGS["saas.backup_local_hours"][1],
+        help="A backup copied off-site keeps its files on the server this many hours "
+             "(0 = until it is pruned).")
+    saas_backup_drill_sample = fields.Integer(
+        string="Backups Drilled Weekly", default=SETTINGS["saas.backup_drill_sample"][1])
+    saas_backup_schedule_batch = fields.Integer(
+        string="Backups Queued at Once", default=SETTINGS["saas.backup_schedule_batch"][1],
+        help="Scheduled backups waiting for the backup runner at most; the others wait for "
+             "the next run of the schedule (every 10 minutes).")
+    saas_offsite_configured = fields.Boolean(compute="_compute_saas_offsite")
+    saas_offsite_target = fields.Char(string="Object Store", compute="_compute_saas_offsite")
     saas_required_dbfilter = fields.Char(string="Required dbfilter",
                                          compute="_compute_saas_dbfilter")
     saas_server_dbfilter = fields.Char(string="Server dbfilter",
@@ -71,6 +95,13 @@ class ResConfigSettings(models.TransientModel):
         "saas_health_retention_days": "saas.health_retention_days",
         "saas_operation_max_attempts": "saas.operation_max_attempts",
         "saas_operation_retry_seconds": "saas.operation_retry_seconds",
+        "saas_backup_final_retention_days": "saas.backup_final_retention_days",
+        "saas_backup_manual_retention_days": "saas.backup_manual_retention_days",
+        "saas_backup_before_operation_retention_days":
+            "saas.backup_before_operation_retention_days",
+        "saas_backup_local_hours": "saas.backup_local_hours",
+        "saas_backup_drill_sample": "saas.backup_drill_sample",
+        "saas_backup_schedule_batch": "saas.backup_schedule_batch",
     }
 
     def _saas_check_settings_access(self):
@@ -105,6 +136,13 @@ class ResConfigSettings(models.TransientModel):
             self.env["saas.settings"]._set(key, self[name])
         return result
 
+    def _compute_saas_offsite(self):
+        store = offsite_store()
+        for settings in self:
+            settings.saas_offsite_configured = bool(store)
+            settings.saas_offsite_target = store and "%s/%s (%s)" % (
+                store.endpoint or "AWS S3", store.bucket, store.prefix or "-")
+
     @api.depends("saas_routing_mode")
     def _compute_saas_dbfilter(self):
         server = conf("dbfilter", "")
@@ -116,9 +154,20 @@ class ResConfigSettings(models.TransientModel):
 
     @api.constrains("saas_payment_grace_days", "saas_limit_suspend_days",
                     "saas_health_alert_failures", "saas_health_retention_days",
-                    "saas_operation_max_attempts", "saas_operation_retry_seconds")
+                    "saas_operation_max_attempts", "saas_operation_retry_seconds",
+                    "saas_backup_final_retention_days", "saas_backup_manual_retention_days",
+                    "saas_backup_before_operation_retention_days", "saas_backup_local_hours",
+                    "saas_backup_drill_sample", "saas_backup_schedule_batch")
     def _check_saas_numbers(self):
         for settings in self:
+            if min(settings.saas_backup_final_retention_days,
+                   settings.saas_backup_manual_retention_days,
+                   settings.saas_backup_before_operation_retention_days,
+                   settings.saas_backup_local_hours) < 0 or min(
+                    settings.saas_backup_drill_sample, settings.saas_backup_schedule_batch) < 1:
+                raise ValidationError(self.env._(
+                    "Backup retention cannot be negative; at least one backup is drilled and "
+                    "queued at a time."))
             if min(settings.saas_payment_grace_days, settings.saas_limit_suspend_days) < 0 or (
                     settings.saas_health_alert_failures < 1):
                 raise ValidationError(self.env._(

@@ -1,9 +1,18 @@
-"""Backups of an instance's database: saas.backup records, and taking one now."""
+"""Backups of an instance's database: the schedule, "Back up now", and the operations.
 
-from odoo import fields, models
+Scheduled backups: every ``plan.backup_interval_hours`` (0 = none) for
+active instances (a suspended database does not change: its last backup
+stays current).  Each instance has a fixed time within the period, derived
+from its database name (``engine/schedule.py``), so that a thousand daily
+backups are spread over the day instead of all starting at midnight; each
+run of the schedule queues at most ``saas.backup_schedule_batch`` of them,
+most overdue first, and the backup runner takes them one at a time.
+"""
+
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 
-from ..engine import pg
+from ..engine import pg, schedule
 
 
 class SaasInstance(models.Model):
@@ -13,6 +22,13 @@ class SaasInstance(models.Model):
                                  groups="saas_manager.group_saas_manager")
     backup_count = fields.Integer(compute="_compute_backup_info",
                                   groups="saas_manager.group_saas_manager")
+    backup_size_mb = fields.Float(
+        string="Backup Storage (MB)", compute="_compute_backup_info", digits=(16, 3),
+        groups="saas_manager.group_saas_manager",
+        help="Size of this instance's backups kept on the server (off-site copies aside).")
+    last_backup_at = fields.Datetime(compute="_compute_backup_info",
+                                     groups="saas_manager.group_saas_manager",
+                                     string="Last Verified Backup")
     final_backup_id = fields.Many2one(
         "saas.backup", compute="_compute_backup_info",
         groups="saas_manager.group_saas_manager",
@@ -20,10 +36,17 @@ class SaasInstance(models.Model):
 
     def _compute_backup_info(self):
         Backup = self.env["saas.backup"].sudo()
-        counts = dict(Backup._read_group([("instance_id", "in", self.ids)], ["instance_id"],
-                                         ["__count"]))
+        stats = {instance: (count, stamp) for instance, count, stamp in Backup._read_group(
+            [("instance_id", "in", self.ids), ("verified_at", "!=", False)], ["instance_id"],
+            ["__count", "stamp:max"])}
+        sizes = {instance: dump + archive for instance, dump, archive in Backup._read_group(
+            [("instance_id", "in", self.ids), ("local_state", "=", "present")],
+            ["instance_id"], ["dump_size:sum", "filestore_size:sum"])}
         for instance in self:
-            instance.backup_count = counts.get(instance.sudo(), 0)
+            count, stamp = stats.get(instance.sudo(), (0, False))
+            instance.backup_count = count
+            instance.last_backup_at = stamp
+            instance.backup_size_mb = sizes.get(instance.sudo(), 0) / 2**20
             instance.final_backup_id = instance._saas_final_backup().id
 
     def _saas_final_backup(self):
@@ -36,6 +59,65 @@ class SaasInstance(models.Model):
     def action_view_backups(self):
         self.ensure_one()
         return self.env["saas.backup"]._saas_action([("instance_id", "=", self.id)])
+
+    # -- schedule ------------------------------------------------------------------
+    @api.model
+    def _cron_schedule_backups(self, now=None):
+        """Queue the scheduled backups that are due (bounded per run); returns them."""
+        now = now or fields.Datetime.now()
+        Operation = self.env["saas.operation"].sudo()
+        waiting = Operation.search_count([("kind", "=", "backup"),
+                                          ("state", "in", ("queued", "running"))])
+        room = self.env["saas.settings"]._get("saas.backup_schedule_batch") - waiting
+        if room <= 0:
+            return self.browse()
+        instances = self.sudo().search([("state", "=", "active"),
+                                        ("plan_id.backup_interval_hours", ">", 0)])
+        last = dict(self.env["saas.backup"].sudo()._read_group(
+            [("instance_id", "in", instances.ids), ("kind", "=", "scheduled")],
+            ["instance_id"], ["stamp:max"]))
+        due = [(instance.database_name, last.get(instance)) for instance in instances
+               if schedule.is_due(last.get(instance), now,
+                                  instance.plan_id.backup_interval_hours * 3600,
+                                  instance.database_name)]
+        by_name = {instance.database_name: instance for instance in instances}
+        chosen = self.browse([by_name[key].id for key in schedule.pick(due, room)])
+        for instance in chosen:
+            Operation._queue(instance, "backup", {"kind": "scheduled"})
+        return chosen
+
+    # -- back up now -------------------------------------------------------------------
+    def action_backup_now(self):
+        """Queue a manual backup (verified, copied off-site when configured)."""
+        self._check_states(("active", "suspended"), self.env._(
+            "Only an active or suspended instance has a database to back up."))
+        for instance in self:
+            self.env["saas.operation"]._queue(instance, "backup", {"kind": "manual"})
+        return True
+
+    def _saas_op_backup(self, run):
+        """The backup operation: take it, then copy it off-site (a failed copy is retried
+        by the hourly maintenance: the backup is good without it)."""
+        if self.state not in ("active", "suspended"):
+            return
+        kind = (run.operation.params or {}).get("kind", "manual")
+        if (run.operation.params or {}).get("backup_stamp"):
+            with run.step("remove partial files"):
+                self._saas_remove_partial_backup(run.operation)
+        with run.step("back up"):
+            made = self._saas_backup_now(kind, run.operation)
+        if made._saas_store():
+            with run.step("copy off-site"):
+                made._saas_copy_offsite()
+
+    def _saas_op_drill(self, run):
+        """A restore drill of one of this instance's backups (see saas_backup_drill.py)."""
+        backup = self.env["saas.backup"].sudo().browse(
+            (run.operation.params or {}).get("backup_id")).exists()
+        if not backup:
+            return
+        with run.step("drill"):
+            backup._saas_drill()
 
     def _saas_backup_now(self, kind, operation=None):
         """A verified backup of the database as it is now: the ``saas.backup`` record.
@@ -59,7 +141,7 @@ class SaasInstance(models.Model):
 
     def _saas_backup_record(self, name, kind, operation=None):
         """Back up ``name`` (which must accept connections) and record it."""
-        made = self._saas_backup(name)
+        made = self._saas_backup(name, operation)
         return self.env["saas.backup"]._saas_record(self, kind, made, operation)
 
     def _check_database_marker(self, name):

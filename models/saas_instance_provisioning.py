@@ -21,6 +21,9 @@ _logger = logging.getLogger(__name__)
 
 #: Provisioning steps, in order; each is a method ``_provision_<step>``.
 PROVISION_STEPS = ("clone", "filestore", "sanitize", "customize", "proxy")
+#: The steps of an instance made from a backup (restore as new) or an Odoo zip (import).
+COPY_STEPS = {"backup_id": ("restore", "sanitize_copy", "proxy"),
+              "import_file": ("import", "sanitize_copy", "proxy")}
 #: Where a clone is created before it is marked and renamed into place (instance id, random).
 PENDING_DATABASE = "saas_tmp_%d_%s"
 PENDING_DATABASE_RE = re.compile(r"saas_tmp_(\d+)_[0-9a-f]{8}")
@@ -31,7 +34,16 @@ class ProvisionRun:
     """What one provisioning attempt carries from step to step."""
 
     password: str  # secret of the customize step's one-time API key, in memory only
+    params: dict = field(default_factory=dict)  # the operation's: a copy's source
     undo: list = field(default_factory=list)
+
+    def copy_source(self):
+        """``backup_id`` or ``import_file`` for an instance made from a copy, else None."""
+        return next((key for key in COPY_STEPS if self.params.get(key)), None)
+
+    def steps(self):
+        source = self.copy_source()
+        return COPY_STEPS[source] if source else PROVISION_STEPS
 
 
 class SaasInstance(models.Model):
@@ -67,12 +79,12 @@ class SaasInstance(models.Model):
         """Every step in order; on failure, undo what this attempt created, then raise."""
         if self.state != "provisioning":
             return
-        attempt = ProvisionRun(customize.new_password())
+        attempt = ProvisionRun(customize.new_password(), params=run.operation.params or {})
         try:
             if self.owned_database:
                 with run.step("recover"):
-                    self._provision_recover()
-            for step in PROVISION_STEPS:
+                    self._provision_recover(attempt)
+            for step in attempt.steps():
                 with run.step(step):
                     getattr(self, "_provision_%s" % step)(attempt)
         except Exception as exc:  # undone here; recorded by the runner
@@ -81,7 +93,7 @@ class SaasInstance(models.Model):
                 self.invalidate_recordset()
             self._provision_undo(run, attempt.undo)
             raise
-        self._provision_done(run)
+        self._provision_done(run, attempt)
 
     def _saas_op_provision_failed(self, operation, exc):
         """Failed for good: the instance is *failed* (Provision again retries); a retry
@@ -102,13 +114,24 @@ class SaasInstance(models.Model):
     def _saas_op_provision_cancelled(self, operation):
         if self.state == "provisioning":
             self.state = "failed" if self.owned_database else "draft"
+        self._saas_copy_cancelled(operation)
 
-    def _provision_recover(self):
-        """A previous attempt crashed after creating things: remove them, start clean."""
-        if self.sudo().owned_database:
-            _logger.info("Instance %s: removing what a previous attempt created", self.id)
-            self._provision_remove_database()
-            self._provision_remove_proxy()
+    def _provision_recover(self, attempt):
+        """A previous attempt crashed after creating things: remove them, start clean.
+
+        A copy's restore writes the filestore under the final name while the
+        database still has its pending one: when the pending database is what
+        the killed attempt owned, that folder is the attempt's own (the
+        restore step refuses to start when it exists).
+        """
+        name = self.sudo().owned_database
+        if not name:
+            return
+        _logger.info("Instance %s: removing what a previous attempt created", self.id)
+        self._provision_remove_database()
+        if attempt.copy_source() and self._is_pending_database(name):
+            filestore.remove_tree(self._saas_filestore(self.database_name))
+        self._provision_remove_proxy()
 
     def _provision_clone(self, run):
         """CREATE DATABASE ... TEMPLATE under a pending name, marked, then renamed into place.
@@ -303,11 +326,14 @@ class SaasInstance(models.Model):
             run.steps.append({"name": "undo", "state": "failed", "seconds": 0,
                               "error": "; ".join(errors)})
 
-    def _provision_done(self, run):
+    def _provision_done(self, run, attempt):
         self.state = "active"
         self.message_post(body=self.env._("Instance ready at %(url)s in %(sec).2f s.",
                                           url=self.url, sec=run.seconds()))
         self._commit()  # the instance is live: nothing after this may undo it
+        if attempt.copy_source():
+            self._saas_copy_done(attempt)
+            return
         try:
             with self.env.cr.savepoint():
                 self._send_welcome()

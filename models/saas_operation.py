@@ -34,6 +34,11 @@ removes what an earlier attempt created).
 **Waiting**: a handler may return a number of seconds (a template build
 polls its detached Odoo process): the operation stays *running*, unlocked,
 and the runner comes back to it then.
+
+**Lanes**: backups and restore drills (:data:`BACKUP_KINDS`) run on a second
+runner (cron *SaaS: run queued backups*), so that dumping a large database
+never holds up a provisioning or a reactivation; everything else runs on the
+main one.  A target's operations still run in the order asked, across lanes.
 """
 
 import contextlib
@@ -61,7 +66,13 @@ OPERATION_KINDS = [
     ("terminate", "Termination"),
     ("backup", "Backup"),
     ("restore", "Restore"),
+    ("drill", "Restore Drill"),
 ]
+#: Kinds run by the backup runner; the main runner runs the others.
+BACKUP_KINDS = ("backup", "drill")
+#: The runner (ir.cron) of each lane.
+RUNNERS = {"main": "saas_manager.ir_cron_saas_operation",
+           "backups": "saas_manager.ir_cron_saas_backup_runner"}
 OPERATION_STATES = [
     ("queued", "Queued"),
     ("running", "Running"),
@@ -198,7 +209,7 @@ class SaasOperation(models.Model):
                 "requested_by": self.env.uid,
                 "max_attempts": self.env["saas.settings"]._get("saas.operation_max_attempts")})
         if wake:
-            self._runner()._trigger()
+            operation._runner()._trigger()
         return operation
 
     @api.model
@@ -207,40 +218,51 @@ class SaasOperation(models.Model):
         (``saas.operation.mixin._saas_operation_link``)."""
         return target._saas_operation_link
 
-    def _runner(self):
-        return self.env.ref("saas_manager.ir_cron_saas_operation").sudo()
+    def _lane(self):
+        """The lane of these operations' kind (all of one lane)."""
+        return "backups" if self[:1].kind in BACKUP_KINDS else "main"
+
+    def _runner(self, lane=None):
+        """The cron running ``lane`` (default: these operations' lane)."""
+        return self.env.ref(RUNNERS[lane or self._lane()]).sudo()
 
     # -- the runner ------------------------------------------------------------------
     @api.model
-    def _cron_run(self):
-        """Run every due operation, oldest first, one at a time; then plan the next wake-up."""
+    def _cron_run(self, lane="main"):
+        """Run every due operation of ``lane``, oldest first, one at a time; then plan the
+        next wake-up."""
         deadline = time.monotonic() + RUN_BUDGET
         seen, ran = set(), 0
         while time.monotonic() < deadline:
-            operation = self._next_due(seen)
+            operation = self._next_due(seen, lane)
             if not operation:
                 break
             seen.add(operation.id)
             ran += operation._execute_guarded()
-            self.env["ir.cron"]._notify_progress(done=ran, remaining=self._due_count())
-        self._plan_wakeup()
+            self.env["ir.cron"]._notify_progress(done=ran, remaining=self._due_count(lane))
+        self._plan_wakeup(lane)
         return ran
 
     @api.model
-    def _due_domain(self):
+    def _lane_domain(self, lane):
+        return [("kind", "in" if lane == "backups" else "not in", BACKUP_KINDS)]
+
+    @api.model
+    def _due_domain(self, lane="main"):
         now = fields.Datetime.now()
-        return [("state", "in", OPEN_STATES),
+        return [("state", "in", OPEN_STATES), *self._lane_domain(lane),
                 "|", ("next_run_at", "=", False), ("next_run_at", "<=", now)]
 
     @api.model
-    def _due_count(self):
-        return self.sudo().search_count(self._due_domain())
+    def _due_count(self, lane="main"):
+        return self.sudo().search_count(self._due_domain(lane))
 
     @api.model
-    def _next_due(self, seen):
-        """The oldest due operation not tried in this run whose target has no older open one
-        (a target's operations run in the order they were asked for)."""
-        for operation in self.sudo().search([*self._due_domain(), ("id", "not in", list(seen))],
+    def _next_due(self, seen, lane="main"):
+        """The oldest due operation of ``lane`` not tried in this run whose target has no
+        older open one in any lane (a target's operations run in the order asked for)."""
+        for operation in self.sudo().search([*self._due_domain(lane),
+                                             ("id", "not in", list(seen))],
                                             order="id", limit=50):
             link = self._target_field(operation._target())
             if not self.sudo().search_count([(link, "=", operation._target().id),
@@ -251,13 +273,13 @@ class SaasOperation(models.Model):
         return self.browse()
 
     @api.model
-    def _plan_wakeup(self):
-        """Wake the runner when the next waiting or retried operation is due."""
-        upcoming = self.sudo().search([("state", "in", OPEN_STATES),
+    def _plan_wakeup(self, lane="main"):
+        """Wake the lane's runner when its next waiting or retried operation is due."""
+        upcoming = self.sudo().search([("state", "in", OPEN_STATES), *self._lane_domain(lane),
                                        ("next_run_at", ">", fields.Datetime.now())],
                                       order="next_run_at", limit=1)
         if upcoming:
-            self._runner()._trigger(at=upcoming.next_run_at)
+            self._runner(lane)._trigger(at=upcoming.next_run_at)
 
     def _execute_guarded(self):
         """:meth:`_execute` for the runner: whatever escapes it (a failure while handling
@@ -442,7 +464,7 @@ class SaasOperation(models.Model):
                              "max_attempts": operation.attempt + operation.max_attempts})
             getattr(operation._target(), "_saas_op_%s_retried" % operation.kind,
                     lambda op: None)(operation)
-        self._runner()._trigger()
+            operation._runner()._trigger()
         return True
 
     def action_cancel(self):

@@ -1,6 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
+from ..engine import retention
+
 
 class SaasPlan(models.Model):
     """A pricing tier: what a customer pays and how much the instance may use."""
@@ -30,11 +32,29 @@ class SaasPlan(models.Model):
         "product.product", string="Invoice Product", domain=[("type", "=", "service")],
         help="Service product used on the subscription invoices.")
     subscription_ids = fields.One2many("saas.subscription", "plan_id", string="Subscriptions")
+    # Backups (see saas_instance_backup.py and CONFIGURATION.md, "Backups").
+    backup_interval_hours = fields.Integer(
+        string="Backup Every (hours)", default=24,
+        help="Scheduled backups of each instance: one per this many hours (24 = daily), each "
+             "instance at its own fixed time within the period; 0 = no scheduled backups.")
+    backup_keep_daily = fields.Integer(
+        string="Daily Backups Kept", default=7,
+        help="The newest backup of each of this many most recent days with a backup.")
+    backup_keep_weekly = fields.Integer(
+        string="Weekly Backups Kept", default=4,
+        help="The newest backup of each of this many most recent weeks with a backup.")
+    backup_keep_monthly = fields.Integer(
+        string="Monthly Backups Kept", default=12,
+        help="The newest backup of each of this many most recent months with a backup.")
 
     _sql_constraints = [
         ("code_uniq", "unique(code)", "The plan code must be unique."),
         ("limits_positive", "CHECK(max_users >= 0 AND storage_gb >= 0 AND trial_days >= 0)",
          "Limits and trial days cannot be negative."),
+        ("backups_positive",
+         "CHECK(backup_interval_hours >= 0 AND backup_keep_daily >= 0 "
+         "AND backup_keep_weekly >= 0 AND backup_keep_monthly >= 0)",
+         "Backup frequency and retention cannot be negative."),
         ("prices_positive", "CHECK(price_monthly >= 0 AND price_yearly >= 0)",
          "Prices cannot be negative."),
     ]
@@ -50,3 +70,9 @@ class SaasPlan(models.Model):
             if not (plan.code or "").replace("_", "").isalnum():
                 raise ValidationError(self.env._(
                     "The plan code may only contain letters, digits and '_'."))
+
+    def _saas_retention_policy(self):
+        """The plan's grandfather-father-son retention of scheduled backups."""
+        self.ensure_one()
+        return retention.Policy(daily=self.backup_keep_daily, weekly=self.backup_keep_weekly,
+                                monthly=self.backup_keep_monthly)

@@ -97,6 +97,9 @@ class SaasServer(models.Model):
              "created.")
     deployment_ids = fields.One2many("saas.template.deployment", "server_id",
                                      string="Template Deployments")
+    backup_size_mb = fields.Float(
+        string="Backup Storage (MB)", compute="_compute_backup_size_mb", digits=(16, 3),
+        help="Backups kept in this server's backup folder (off-site copies aside).")
     disk_used_mb = fields.Float(
         string="Disk Used (MB)", readonly=True, copy=False, digits=(16, 1),
         help="Databases and filestores of its instances and template deployments, as "
@@ -186,6 +189,14 @@ class SaasServer(models.Model):
     def _unlink_except_local(self):
         if self.filtered("is_local"):
             raise UserError(self.env._("The local server cannot be deleted."))
+
+    def _compute_backup_size_mb(self):
+        sizes = {server: dump + archive for server, dump, archive in
+                 self.env["saas.backup"].sudo()._read_group(
+                     [("server_id", "in", self.ids), ("local_state", "=", "present")],
+                     ["server_id"], ["dump_size:sum", "filestore_size:sum"])}
+        for server in self:
+            server.backup_size_mb = sizes.get(server.sudo(), 0) / 2**20
 
     # -- the engine value ----------------------------------------------------------
     def _server(self):

@@ -51,19 +51,26 @@ class SaasServerMixin(models.AbstractModel):
         ``<data_dir>/saas_backups`` (see CONFIGURATION.md, "Termination and backups")."""
         return self._saas_server().backup_dir
 
-    def _saas_backup(self, database):
+    def _saas_backup(self, database, operation=None):
         """Verified backup of ``database`` (dump and filestore archive, with their sizes and
         checksums) into :meth:`_saas_backup_dir`, stamped with the database server's
         clock (UTC, now: not the transaction's start, which two backups may share).
 
         Stamps have a one-second resolution: a second backup of the same database
         within the same second waits for the next one (files are never overwritten).
+        The stamp is recorded on ``operation`` (committed) before the dump starts, so
+        that the files of a worker killed mid-dump are found and removed when the
+        operation resumes (:meth:`_saas_remove_partial_backup`).
         """
         for attempt in range(1, STAMP_TRIES + 1):
             self.env.cr.execute("""SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',
                                                   'YYYYMMDD"T"HH24MISS"Z"')""")
             stamp = self.env.cr.fetchone()[0]
             server = self._saas_server()
+            if operation:
+                operation.params = dict(operation.params or {}, backup_stamp=stamp,
+                                        backup_database=database)
+                operation._commit()
             try:
                 return backup.backup(server.pg_params(), database, server.filestore(database),
                                      server.backup_dir, stamp)
@@ -72,6 +79,19 @@ class SaasServerMixin(models.AbstractModel):
                     raise
                 time.sleep(1)
         return None
+
+    def _saas_remove_partial_backup(self, operation):
+        """Remove what an earlier, killed attempt of ``operation`` left of its backup: the
+        files of the stamp it recorded, unless a backup record holds them."""
+        params = operation.params or {}
+        stamp, database = params.get("backup_stamp"), params.get("backup_database")
+        if not stamp:
+            return []
+        recorded = self.env["saas.backup"].sudo().search_count(
+            [("operation_id", "=", operation.id), ("database_name", "=", database)])
+        if recorded:
+            return []
+        return backup.remove_partial(self._saas_server().backup_dir, database, stamp)
 
     @contextlib.contextmanager
     def _saas_backup_window(self, database, restore=None):

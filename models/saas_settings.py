@@ -22,7 +22,7 @@ import os
 from odoo import api, models
 from odoo.tools import config
 
-from ..engine import naming, pg
+from ..engine import naming, offsite, pg
 
 #: ir.config_parameter key -> (type, default).  Text is stored for every type
 #: (Odoo deletes a parameter set to False or 0, which would bring the default
@@ -42,10 +42,18 @@ SETTINGS = {
     "saas.operation_max_attempts": (int, 5),
     "saas.operation_retry_seconds": (int, 30),
     # Days a backup of each kind is kept (saas.backup.expires_on); 0 = for good.
+    # Scheduled backups follow their plan's daily/weekly/monthly retention instead.
     "saas.backup_final_retention_days": (int, 90),
     "saas.backup_manual_retention_days": (int, 30),
-    "saas.backup_scheduled_retention_days": (int, 14),
     "saas.backup_before_operation_retention_days": (int, 7),
+    # Scheduled backups queued at most per run of the schedule (spread, bounded).
+    "saas.backup_schedule_batch": (int, 20),
+    # Backups restored by each weekly drill (at least one).
+    "saas.backup_drill_sample": (int, 1),
+    # Hours a backup copied off-site keeps its local files (0 = kept until pruned).
+    "saas.backup_local_hours": (int, 48),
+    # Largest Odoo backup zip accepted for an import, uncompressed (MB).
+    "saas.backup_import_max_mb": (int, 20480),
 }
 
 
@@ -84,6 +92,19 @@ def runs_crons():
 def prefork():
     """Whether Odoo runs prefork workers (``workers`` > 0) rather than threads."""
     return bool(conf("workers"))
+
+
+def offsite_store():
+    """The object store backups are copied to (odoo.conf ``saas_s3_*``), or None when
+    ``saas_s3_bucket`` is not set.  Credentials come from odoo.conf only."""
+    bucket = conf("saas_s3_bucket")
+    if not bucket:
+        return None
+    return offsite.Store(
+        bucket=bucket, endpoint=conf("saas_s3_endpoint", ""), prefix=conf("saas_s3_prefix", ""),
+        access_key=conf("saas_s3_access_key", ""), secret_key=conf("saas_s3_secret_key", ""),
+        region=conf("saas_s3_region", "us-east-1"),
+        storage_class=conf("saas_s3_storage_class", ""))
 
 
 def config_file():

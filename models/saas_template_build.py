@@ -139,6 +139,12 @@ class SaasTemplate(models.Model):
                 self._build_prepare()
             else:
                 self._check_database_exists()
+        if self.build_mode == "update":
+            with run.step("safety backup"):
+                # A module update can fail half-way: the template as it was is kept.
+                made = self._saas_backup(self.database_name)
+                self.env["saas.backup"]._saas_record(self, "before_operation", made,
+                                                     run.operation)
         with run.step("start"):
             paths = self._build_paths()
             python, launcher, rcfile, options, env = self._saas_odoo_child()

@@ -16,3 +16,5 @@ from . import test_welcome
 from . import test_access_rpc
 from . import test_provisioning_crash
 from . import test_operations
+from . import test_backup_schedule
+from . import test_restore

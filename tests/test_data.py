@@ -62,19 +62,20 @@ class TestSeedData(TransactionCase):
         self.assertEqual(children, {
             "Customers": ["Instances", "Subscriptions", "Health Checks"],
             "Operations": [],
-            "Backups": [],
+            "Backups": ["Backups", "Import an Odoo Backup"],
             "Configuration": ["Templates", "Plans", "Servers", "Settings"],
         })
 
 
 @tagged("post_install", "-at_install")
 class TestMigration(SaasCase):
-    """18.0.1.1.0: work left by the old crons becomes operations; old columns go."""
+    """18.0.1.1.0: work left by the old crons becomes operations; old columns go.
+    18.0.1.2.0: plans get their backup frequency, backups their server."""
 
     @staticmethod
-    def load(name):
+    def load(name, version="18.0.1.1.0"):
         path = os.path.join(os.path.dirname(os.path.dirname(__file__)),
-                            "migrations", "18.0.1.1.0", "%s.py" % name)
+                            "migrations", version, "%s.py" % name)
         spec = importlib.util.spec_from_file_location("saas_manager_migration_%s" % name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -94,6 +95,17 @@ class TestMigration(SaasCase):
                             "('admin_password_encrypted', 'provision_timings')")
         self.assertEqual(self.env.cr.fetchall(), [])
         self.load("post-migration").migrate(self.env.cr, None)  # a new install: nothing
+
+    def test_backup_migration(self):
+        pro, starter = (self.env.ref("saas_manager.plan_%s" % c)
+                        for c in ("professional", "starter"))
+        self.env.cr.execute("UPDATE saas_plan SET backup_interval_hours = 24")
+        self.env["ir.config_parameter"].set_param("saas.backup_scheduled_retention_days", "14")
+        self.load("post-migration", "18.0.1.2.0").migrate(self.env.cr, "18.0.1.1.0")
+        self.env.invalidate_all()
+        self.assertEqual((pro.backup_interval_hours, starter.backup_interval_hours), (12, 24))
+        self.assertFalse(self.env["ir.config_parameter"].get_param(
+            "saas.backup_scheduled_retention_days"))
 
     def test_old_final_backup_paths_become_records(self):
         instance = self.make_instance("oldbackup")

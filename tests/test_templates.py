@@ -100,6 +100,9 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
         self.build(template)
         self.assertEqual(template.state, "configuring", template.build_log)
         self.assertIn("base", template.installed_modules.split(", "))
+        safety = self.env["saas.backup"].search([("template_id", "=", template.id)])
+        self.assertEqual((safety.kind, safety.operation_id.kind), ("before_operation", "refresh"),
+                         "the template as it was before the refresh is kept")
 
         wizard = self.env["saas.template.delete"].create({"template_id": template.id,
                                                           "drop_database": True})
@@ -108,9 +111,10 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
         self.assertFalse(template.exists())
         self.assertFalse(self.exists(database))
         made = self.env["saas.backup"].search([("database_name", "=", database)])
-        self.assertEqual((len(made), made.kind, made.source), (1, "final", "template"),
-                         "a verified dump and filestore archive before the drop")
-        for path in (made.dump_path, made.filestore_path):
+        self.assertEqual(sorted(made.mapped("kind")), ["before_operation", "final"],
+                         "a safety backup before the refresh, a final one before the drop")
+        self.assertEqual(set(made.mapped("source")), {"template"})
+        for path in made.mapped("dump_path") + made.mapped("filestore_path"):
             self.assertTrue(os.path.isfile(path))
             os.remove(path)
 

@@ -1,3 +1,5 @@
 from . import saas_template_delete
 from . import saas_subscription_change
 from . import saas_instance_terminate
+from . import saas_backup_restore
+from . import saas_instance_import
