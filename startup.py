@@ -10,12 +10,26 @@ workers listen, it sends the ``cron_trigger`` notification Odoo itself uses
 and build crons of interrupted work are due (their trigger or next call is
 in the past).  Without the server-wide setting nothing breaks; the first
 resume then waits for the workers' first sleep.
+
+It also makes Odoo's threaded cron loop safe with many databases.  In
+threaded mode each cron thread walks the live registry map
+(``for db_name, registry in registries.d.items()``, unlocked) and runs each
+database's jobs *inside* that loop; a request to any other database meanwhile
+reorders the map (an LRU), and opening, renaming or dropping databases adds
+and removes entries.  The loop then dies with "OrderedDict mutated during
+iteration" and that cron thread never runs again (odoo/odoo#79823, still in
+18.0).  saas_manager's operations run for seconds inside that loop while
+clients are served, so the thread would die within minutes: the map is
+given an ``items()`` that returns a snapshot.  Prefork servers (cron workers
+are processes with a loop of their own) do not need it and are left alone.
 """
 
+import collections
 import logging
 import threading
 
 from odoo import sql_db
+from odoo.modules.registry import Registry
 
 from .models.saas_settings import prefork, runs_crons
 
@@ -26,9 +40,27 @@ WAKE_AFTER = (3, 10)
 _scheduled = []
 
 
+class SnapshotItems(collections.OrderedDict):
+    """An OrderedDict whose ``items()`` is a list taken at once (the copy is made in C,
+    without another thread running), so iterating it never sees a mutation."""
+
+    def items(self):
+        return list(super().items())
+
+
+def protect_registry_iteration():
+    """Give the registry map a snapshot ``items()`` (see the module docstring)."""
+    registries = Registry.registries
+    with registries._lock:
+        if not isinstance(registries.d, SnapshotItems):
+            registries.d = SnapshotItems(registries.d)
+
+
 def post_load():
     if _scheduled or not runs_crons():
         return
+    if not prefork():
+        protect_registry_iteration()
     for delay in WAKE_AFTER:
         timer = threading.Timer(delay, wake_cron_workers)
         timer.daemon = True

@@ -22,10 +22,10 @@ class SaasBackupDownload(http.Controller):
                 auth="user", methods=["GET"], sitemap=False)
     def download(self, backup_id, fmt):
         if "saas.backup" not in request.env or fmt not in FORMATS:
-            return request.not_found()
+            raise request.not_found()
         backup = request.env["saas.backup"].browse(backup_id).exists()
         if not backup:
-            return request.not_found()
+            raise request.not_found()
         backup.check_access("read")
         handle, filename, size = backup._saas_download(fmt)
         response = request.make_response(

@@ -739,7 +739,7 @@ def _check_targets(params, plan):
 
 
 def replace(params, made, database, filestore_dir, staging_db, old_db,  # noqa: PLR0917
-            comment=None, *, wait=pg.SESSION_WAIT):
+            comment=None, *, wait=pg.SESSION_WAIT, keep_old=False):
     """Replace ``database`` and ``filestore_dir`` by a restore of ``made``: a :class:`Replaced`.
 
     ``made`` is restored first into ``staging_db`` and its filestore (a
@@ -756,6 +756,10 @@ def replace(params, made, database, filestore_dir, staging_db, old_db,  # noqa: 
     database is as it was and serving, the staging copy removed, and the
     error (:class:`.pg.BusyError` when a session could not be ended, else
     :class:`BackupError`) says what could not be undone, if anything.
+
+    ``keep_old`` leaves the replaced copy (refusing connections) for the
+    caller, who backs it up before it goes (:func:`discard`): it holds what
+    was written up to the swap.
     """
     started = time.monotonic()
     plan = _plan(database, filestore_dir, staging_db, old_db)
@@ -763,14 +767,14 @@ def replace(params, made, database, filestore_dir, staging_db, old_db,  # noqa: 
     _check_targets(params, plan)
     restore(params, made, plan.staging_db, plan.staging_dir)
     undo = [("drop the staging copy %s" % plan.staging_db,
-             lambda: _removed(params, plan.staging_db, plan.staging_dir))]
+             lambda: discard(params, plan.staging_db, plan.staging_dir))]
     try:
         counts = _check_staging(params, made, plan)
         downtime = _swap(params, plan, comment, wait, undo)
     except BaseException as exc:
         _undo(plan, undo, exc)
         raise
-    leftovers = _remove_copy(params, plan.old_db, plan.old_dir)
+    leftovers = [] if keep_old else _remove_copy(params, plan.old_db, plan.old_dir)
     return Replaced(downtime, time.monotonic() - started, counts, made.files, leftovers)
 
 
@@ -867,8 +871,9 @@ def _with_conn(params, function, *args):
         return function(conn, *args)
 
 
-def _removed(params, database, filestore_dir):
-    """:func:`_remove_copy`, raising what it could not remove."""
+def discard(params, database, filestore_dir):
+    """Drop a copy the engine made (a replaced database, a scratch or staging copy) and
+    its filestore; raise :class:`BackupError` with what could not be removed."""
     left = _remove_copy(params, database, filestore_dir)
     if left:
         raise BackupError("; ".join(left))
@@ -896,36 +901,40 @@ def _undo(plan, undo, exc):
 
 def recover_replace(params, database, filestore_dir, staging_db, old_db,  # noqa: PLR0917
                     comment=None, allowed=True):
-    """Finish or take back a :func:`replace` whose process was killed; what was done.
+    """Take back, or keep, what a :func:`replace` whose process was killed left: True
+    when the swap had completed.
 
     A killed replace runs no undo, so its names may be at any step.  The
-    staging filestore directory tells which side of the swap it stopped on:
-    it is moved into place only after both database renames, so while it
-    exists the swap did not complete, and everything is taken back (the
-    live database and filestore get their names, ``allowed`` connections,
-    and the staging copy is removed; the caller restores again).  Once it
-    is gone the swap completed: what is left of the replaced copy is
-    removed, and the new database gets ``comment`` and ``allowed`` (the
-    kill may have come before they were set).
+    swap completed when the replaced copy exists under ``old_db`` and the
+    staging copy is gone, database and filestore directory alike (the
+    directory is moved into place only after both renames).  Then the new
+    database gets ``comment`` and ``allowed`` (the kill may have come
+    before they were set), and the replaced copy is left for the caller to
+    back up and :func:`discard`.  Otherwise everything is taken back: the
+    live database and filestore get their names and ``allowed``
+    connections, the staging copy is removed (nothing there is fine), and
+    the caller restores again.
     """
+    parent = os.path.dirname(os.path.abspath(filestore_dir))
     plan = _Swap(database, os.path.abspath(filestore_dir), staging_db,
-                 os.path.join(os.path.dirname(os.path.abspath(filestore_dir)), staging_db),
-                 old_db, os.path.join(os.path.dirname(os.path.abspath(filestore_dir)), old_db))
+                 os.path.join(parent, staging_db), old_db, os.path.join(parent, old_db))
     for name, what in ((database, "database"), (staging_db, "staging database"),
                        (old_db, "old database")):
         _check_database(name, what)
-    if os.path.lexists(plan.staging_dir):
-        done = _take_back(params, plan)
-    else:
-        done = _finish(params, plan, comment)
+    with pg.maintenance(params) as conn:
+        swapped = pg.exists(conn, old_db) and not pg.exists(conn, staging_db) and \
+            not os.path.lexists(plan.staging_dir)
+        if swapped and comment is not None:
+            pg.set_comment(conn, database, comment)
+    if not swapped:
+        _take_back(params, plan)
     with pg.maintenance(params) as conn:
         if pg.exists(conn, database):
             pg.allow_connections(conn, database, allowed)
-    return done
+    return swapped
 
 
 def _take_back(params, plan):
-    done = []
     with pg.maintenance(params) as conn:
         if pg.exists(conn, plan.old_db):
             if pg.exists(conn, plan.database):
@@ -934,27 +943,6 @@ def _take_back(params, plan):
                                       "renamed." % (plan.database, plan.old_db, plan.staging_db))
                 _rename_free(conn, plan.database, plan.staging_db, pg.SESSION_WAIT)
             _rename_free(conn, plan.old_db, plan.database, pg.SESSION_WAIT)
-            done.append("%s renamed back to %s" % (plan.old_db, plan.database))
     if os.path.lexists(plan.old_dir) and not os.path.lexists(plan.filestore_dir):
         os.rename(plan.old_dir, plan.filestore_dir)
-        done.append("%s moved back" % plan.filestore_dir)
-    problems = _remove_copy(params, plan.staging_db, plan.staging_dir)
-    if problems:
-        raise BackupError("; ".join(problems))
-    return [*done, "staging copy %s removed" % plan.staging_db]
-
-
-def _finish(params, plan, comment):
-    done = []
-    with pg.maintenance(params) as conn:
-        staging_left = pg.exists(conn, plan.staging_db)
-        if comment is not None and pg.exists(conn, plan.database):
-            pg.set_comment(conn, plan.database, comment)
-    for name, folder in ((plan.old_db, plan.old_dir), (plan.staging_db, None)):
-        if name == plan.staging_db and not staging_left:
-            continue
-        problems = _remove_copy(params, name, folder)
-        if problems:
-            raise BackupError("; ".join(problems))
-        done.append("%s removed" % name)
-    return done
+    discard(params, plan.staging_db, plan.staging_dir)

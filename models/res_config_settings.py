@@ -77,8 +77,12 @@ class ResConfigSettings(models.TransientModel):
         string="Backups Queued at Once", default=SETTINGS["saas.backup_schedule_batch"][1],
         help="Scheduled backups waiting for the backup runner at most; the others wait for "
              "the next run of the schedule (every 10 minutes).")
-    saas_offsite_configured = fields.Boolean(compute="_compute_saas_offsite")
-    saas_offsite_target = fields.Char(string="Object Store", compute="_compute_saas_offsite")
+    # Read from odoo.conf when the screen opens (defaults, not computed fields: the
+    # settings form only computes fields that depend on another one).
+    saas_offsite_configured = fields.Boolean(default=lambda self: bool(offsite_store()),
+                                             readonly=True)
+    saas_offsite_target = fields.Char(string="Object Store", readonly=True,
+                                      default=lambda self: self._saas_offsite_target())
     saas_required_dbfilter = fields.Char(string="Required dbfilter",
                                          compute="_compute_saas_dbfilter")
     saas_server_dbfilter = fields.Char(string="Server dbfilter",
@@ -136,12 +140,11 @@ class ResConfigSettings(models.TransientModel):
             self.env["saas.settings"]._set(key, self[name])
         return result
 
-    def _compute_saas_offsite(self):
+    @api.model
+    def _saas_offsite_target(self):
         store = offsite_store()
-        for settings in self:
-            settings.saas_offsite_configured = bool(store)
-            settings.saas_offsite_target = store and "%s/%s (%s)" % (
-                store.endpoint or "AWS S3", store.bucket, store.prefix or "-")
+        return store and "%s/%s (prefix %s)" % (store.endpoint or "AWS S3", store.bucket,
+                                                store.prefix or "-")
 
     @api.depends("saas_routing_mode")
     def _compute_saas_dbfilter(self):

@@ -38,6 +38,7 @@ from odoo import api, fields, models, release
 
 from ..engine import backup as engine_backup
 from ..engine import odoo_zip
+from .saas_server_mixin import STAMP_FORMAT
 
 BACKUP_KINDS = [
     ("final", "Final"),
@@ -45,8 +46,6 @@ BACKUP_KINDS = [
     ("scheduled", "Scheduled"),
     ("before_operation", "Before an Operation"),
 ]
-#: The file names' stamp format (UTC, the database server's clock).
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 class SaasBackup(models.Model):
@@ -106,7 +105,8 @@ class SaasBackup(models.Model):
                           help="Installed modules and their versions when the backup was taken.")
     pg_version = fields.Char(string="PostgreSQL Version", readonly=True, saas_protected=True)
     local_state = fields.Selection(
-        [("present", "On the Server"), ("removed", "Off-site Only")], default="present",
+        [("present", "On the Server"), ("removed", "Off-site Only")], string="Local Copy",
+        default="present",
         required=True, readonly=True, saas_protected=True,
         help="Local files are removed once copied off-site and older than the local "
              "retention (Settings); a restore fetches them back.")
@@ -141,11 +141,13 @@ class SaasBackup(models.Model):
     @api.model
     def _saas_record(self, target, kind, made, operation=None):
         """The record of ``made`` (an ``engine.backup.Backup``) taken of ``target``'s
-        database: an instance or a template."""
+        database: an instance or a template.  It is copied off-site at once when an
+        object store is configured (a final backup, say, before its database is
+        dropped)."""
         target.ensure_one()
         stamp = datetime.strptime(made.stamp, STAMP_FORMAT)
         link = {"saas.instance": "instance_id", "saas.template": "template_id"}[target._name]
-        return self.sudo().create({
+        record = self.sudo().create({
             "source": target._name.split(".")[1], link: target.id, "kind": kind,
             "server_id": target.server_id.id,
             "operation_id": operation.id if operation else False,
@@ -158,6 +160,8 @@ class SaasBackup(models.Model):
             "modules": made.modules, "pg_version": made.pg_version or False,
             "expires_on": self._saas_expiry(kind, stamp),
         })
+        record._saas_copy_offsite()  # never raises: a failed copy is retried hourly
+        return record
 
     @api.model
     def _saas_expiry(self, kind, stamp):
@@ -202,6 +206,7 @@ class SaasBackup(models.Model):
     def action_download(self):
         """The download route (controllers/backup.py) in the format the button names."""
         self.ensure_one()
+        self.check_access("read")
         fmt = self.env.context.get("download_format", "odoo")
         return {"type": "ir.actions.act_url", "target": "download",
                 "url": "/saas/backup/%d/download/%s" % (self.id, fmt)}

@@ -12,7 +12,6 @@ operator as a to-do.
 """
 
 import random
-import secrets
 
 from odoo import api, fields, models
 
@@ -61,8 +60,9 @@ class SaasBackup(models.Model):
             backup._saas_queue_drill()
         return True
 
-    def _saas_drill(self):
-        """Restore into a scratch database, compare, drop it; record and return the report."""
+    def _saas_drill(self, scratch):
+        """Restore into the scratch database ``scratch``, compare, drop it; record and return
+        the report."""
         self.ensure_one()
         try:
             made = self._saas_local_copy(verify=False)
@@ -71,7 +71,6 @@ class SaasBackup(models.Model):
         except (offsite.OffsiteError, OSError) as exc:
             report = engine_backup.DrillReport(ok=False, problems=[str(exc)])
         else:
-            scratch = DRILL_DATABASE % (self.id, secrets.token_hex(4))
             report = engine_backup.drill(self._saas_pg_params(), made, scratch,
                                          self._saas_filestore(scratch))
         self.sudo().write({"drill_state": "passed" if report.ok else "failed",
@@ -98,6 +97,7 @@ class SaasBackup(models.Model):
                              backup=self.display_name)
         instance.message_post(body=self.env._("%(summary)s: %(report)s", summary=summary,
                                               report=self.drill_report))
+        # The responsible, else whoever created the instance (the cron runs as OdooBot).
         instance.activity_schedule(
-            "mail.mail_activity_data_todo", user_id=(instance.user_id or self.env.user).id,
+            "mail.mail_activity_data_todo", user_id=(instance.user_id or instance.create_uid).id,
             summary=summary, note=self.drill_report)

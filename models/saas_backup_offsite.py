@@ -38,8 +38,10 @@ class SaasBackup(models.Model):
         saas_protected=True)
     offsite_at = fields.Datetime(string="Copied Off-site", readonly=True, saas_protected=True)
     offsite_error = fields.Text(readonly=True, saas_protected=True)
-    offsite_dump_key = fields.Char(readonly=True, saas_protected=True)
-    offsite_filestore_key = fields.Char(readonly=True, saas_protected=True)
+    offsite_dump_key = fields.Char(string="Off-site Dump Key", readonly=True,
+                                   saas_protected=True)
+    offsite_filestore_key = fields.Char(string="Off-site Archive Key", readonly=True,
+                                        saas_protected=True)
     local_since = fields.Datetime(
         readonly=True, saas_protected=True,
         help="Since when the local files are there (taken, or fetched back from off-site).")
@@ -59,6 +61,8 @@ class SaasBackup(models.Model):
             return False
         keys = [store.key(self.database_name, os.path.basename(path))
                 for path in (self.dump_path, self.filestore_path)]
+        # Known before anything is sent: a half-made copy is deleted with the backup.
+        self.sudo().write({"offsite_dump_key": keys[0], "offsite_filestore_key": keys[1]})
         try:
             offsite.upload(store, self.dump_path, keys[0], int(self.dump_size),
                            self.dump_sha256)
@@ -69,8 +73,7 @@ class SaasBackup(models.Model):
             self.sudo().write({"offsite_state": "failed", "offsite_error": str(exc)})
             return False
         self.sudo().write({"offsite_state": "copied", "offsite_at": fields.Datetime.now(),
-                           "offsite_error": False, "offsite_dump_key": keys[0],
-                           "offsite_filestore_key": keys[1]})
+                           "offsite_error": False})
         return True
 
     def _saas_remove_offsite(self):
@@ -162,8 +165,35 @@ class SaasBackup(models.Model):
         limit = fields.Datetime.now() - timedelta(hours=hours)
         backups = self.sudo().search([("offsite_state", "=", "copied"),
                                       ("local_state", "=", "present"),
-                                      ("local_since", "<", limit)])
+                                      ("local_since", "<", limit),
+                                      ("id", "not in", self._saas_in_use_ids())])
+        removed = 0
         for backup in backups:
-            backup._saas_remove_local_files()
-            backup.local_state = "removed"
-        return len(backups)
+            if backup._saas_offsite_intact():
+                backup._saas_remove_local_files()
+                backup.local_state = "removed"
+                removed += 1
+        return removed
+
+    def _saas_offsite_intact(self):
+        """Both objects are still in the store with the recorded sizes (looked at again
+        before the last local copy goes)."""
+        store = self._saas_store()
+        try:
+            return store and all(
+                offsite.head(store, key) == int(size) for key, size in (
+                    (self.offsite_dump_key, self.dump_size),
+                    (self.offsite_filestore_key, self.filestore_size)))
+        except offsite.OffsiteError as exc:
+            _logger.info("Backup %s keeps its local files: %s", self.display_name, exc)
+            return False
+
+    @api.model
+    def _saas_in_use_ids(self):
+        """Backups an open operation will read (a restore, a drill, a copy being made):
+        neither pruned nor emptied of their local files meanwhile."""
+        operations = self.env["saas.operation"].sudo().search(
+            [("state", "in", ("queued", "running")), ("kind", "in", ("restore", "drill",
+                                                                      "provision"))])
+        return [op.params["backup_id"] for op in operations
+                if isinstance(op.params, dict) and op.params.get("backup_id")]

@@ -17,8 +17,9 @@ Rules (CONFIGURATION.md, "Backups"):
 A backup is deleted files first: local files, then the off-site copies; the
 record goes only when both are gone, so an unreachable object store leaves
 the record (and is tried again next hour) instead of forgetting a copy.
-An instance with an operation running (a restore reading a backup, say) is
-skipped this time: its target lock is taken without waiting.
+An instance with an operation running is skipped this time (its target lock
+is taken without waiting), and a backup an open operation will read (a
+restore, a drill, a restore as a new instance) is never deleted.
 """
 
 import logging
@@ -49,7 +50,8 @@ class SaasBackup(models.Model):
             deleted += instance.sudo().backup_ids._saas_prunable(instance, now)._saas_delete()
             self._commit()
         templates = self.sudo().search([("source", "=", "template"),
-                                        ("expires_on", "<", fields.Date.to_date(now))])
+                                        ("expires_on", "<", fields.Date.to_date(now)),
+                                        ("id", "not in", self._saas_in_use_ids())])
         deleted += templates._saas_delete()
         return deleted
 
@@ -75,7 +77,7 @@ class SaasBackup(models.Model):
         doomed = expired | self.browse(doomed_ids)
         if instance.state in LIVE_STATES:
             doomed -= newest_first.filtered("verified_at")[:1]
-        return doomed
+        return doomed - self.browse(self._saas_in_use_ids())
 
     def _saas_delete(self):
         """Delete the files (local, then off-site), then the records; a backup whose files

@@ -9,10 +9,14 @@ run of the schedule queues at most ``saas.backup_schedule_batch`` of them,
 most overdue first, and the backup runner takes them one at a time.
 """
 
+import secrets
+
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..engine import backup as engine_backup
 from ..engine import pg, schedule
+from .saas_backup_drill import DRILL_DATABASE
 
 
 class SaasInstance(models.Model):
@@ -76,10 +80,15 @@ class SaasInstance(models.Model):
         last = dict(self.env["saas.backup"].sudo()._read_group(
             [("instance_id", "in", instances.ids), ("kind", "=", "scheduled")],
             ["instance_id"], ["stamp:max"]))
+        # A backup that failed in this slot waits for an operator (Retry) or the next
+        # slot, instead of being queued again every run.
+        failed = dict(Operation._read_group(
+            [("instance_id", "in", instances.ids), ("kind", "=", "backup"),
+             ("state", "=", "failed")], ["instance_id"], ["ended_at:max"]))
         due = [(instance.database_name, last.get(instance)) for instance in instances
-               if schedule.is_due(last.get(instance), now,
-                                  instance.plan_id.backup_interval_hours * 3600,
-                                  instance.database_name)]
+               if all(schedule.is_due(stamp, now, instance.plan_id.backup_interval_hours * 3600,
+                                      instance.database_name)
+                      for stamp in (last.get(instance), failed.get(instance)))]
         by_name = {instance.database_name: instance for instance in instances}
         chosen = self.browse([by_name[key].id for key in schedule.pick(due, room)])
         for instance in chosen:
@@ -96,8 +105,7 @@ class SaasInstance(models.Model):
         return True
 
     def _saas_op_backup(self, run):
-        """The backup operation: take it, then copy it off-site (a failed copy is retried
-        by the hourly maintenance: the backup is good without it)."""
+        """The backup operation (copied off-site as it is recorded, see saas_backup.py)."""
         if self.state not in ("active", "suspended"):
             return
         kind = (run.operation.params or {}).get("kind", "manual")
@@ -105,19 +113,22 @@ class SaasInstance(models.Model):
             with run.step("remove partial files"):
                 self._saas_remove_partial_backup(run.operation)
         with run.step("back up"):
-            made = self._saas_backup_now(kind, run.operation)
-        if made._saas_store():
-            with run.step("copy off-site"):
-                made._saas_copy_offsite()
+            self._saas_backup_now(kind, run.operation)
 
     def _saas_op_drill(self, run):
         """A restore drill of one of this instance's backups (see saas_backup_drill.py)."""
-        backup = self.env["saas.backup"].sudo().browse(
-            (run.operation.params or {}).get("backup_id")).exists()
+        params = run.operation.params or {}
+        if params.get("scratch"):  # a killed attempt's scratch copy
+            with run.step("remove scratch copy"):
+                engine_backup.discard(self._saas_pg_params(), params["scratch"],
+                                      self._saas_filestore(params["scratch"]))
+        backup = self.env["saas.backup"].sudo().browse(params.get("backup_id")).exists()
         if not backup:
             return
+        scratch = DRILL_DATABASE % (backup.id, secrets.token_hex(4))
+        run.operation.params = dict(params, scratch=scratch)  # committed with the step
         with run.step("drill"):
-            backup._saas_drill()
+            backup._saas_drill(scratch)
 
     def _saas_backup_now(self, kind, operation=None):
         """A verified backup of the database as it is now: the ``saas.backup`` record.

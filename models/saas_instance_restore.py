@@ -1,11 +1,16 @@
 """Restores: a backup back in place, a backup as a new instance, an Odoo zip imported.
 
-**In place** (operation *restore*): a safety backup of the database as it is
-now, then the backup is restored into a staging database next to the live
-one, which keeps serving meanwhile; the two are swapped in a few renames
-(``engine.backup.replace``) and the replaced one dropped.  The instance keeps
-its subdomain, its record's credentials and its subscription; the database's
-content, its users and their passwords included, is the backup's.
+**In place** (operation *restore*): the backup is restored into a staging
+database next to the live one, which keeps serving meanwhile; the two are
+swapped in a few renames (``engine.backup.replace``).  The replaced copy,
+which refuses connections from the swap on and so holds everything written
+until then, is then backed up (the *safety backup*) and only then dropped:
+nothing written before the restore is lost.  The names are recorded on the
+operation before anything is created, so a worker killed at any point is
+recovered by the next attempt (``engine.backup.recover_replace``) before
+anything is checked again.  The instance keeps its subdomain, its record's
+credentials and its subscription; the database's content, its users and
+their passwords included, is the backup's.
 
 **As a new instance** and **import** are provisionings whose first step
 restores the backup (or imports the zip) instead of cloning the template;
@@ -52,27 +57,53 @@ class SaasInstance(models.Model):
                                        "restored over it."))
         operation = self.env["saas.operation"]._queue(self, "restore",
                                                       {"backup_id": backup.id})
+        if operation.params.get("backup_id") != backup.id:
+            raise UserError(self.env._(
+                "A restore of another backup of %(name)s is already queued: cancel it first.",
+                name=self.name))
         self.message_post(body=self.env._(
             "Restore of %(backup)s requested by %(user)s.", backup=backup.display_name,
             user=self.env.user.name))
         return operation
 
     def _saas_op_restore(self, run):
-        """Safety backup, fetch, restore into staging, swap; see the module docstring."""
+        """Recover a killed attempt, restore beside the live database and swap, then back
+        up the replaced copy and drop it; see the module docstring."""
+        params = run.operation.params or {}
+        swapped = params.get("swapped") or (params.get("staging") and self._restore_recover(
+            run))
+        if not swapped:
+            made = self._restore_check_and_fetch(run)
+            self._restore_swap(run, made)
+        replaced = run.operation.params["replaced"]
+        with run.step("safety backup"):
+            safety = self._restore_backup_replaced(replaced, run.operation)
+        with run.step("drop replaced"):
+            engine_backup.discard(self._saas_pg_params(), replaced,
+                                  self._saas_filestore(replaced))
+        backup = self.env["saas.backup"].sudo().browse(params.get("backup_id"))
+        self.message_post(body=self.env._(
+            "Restored from %(backup)s (%(down).2f s without service); the database as it was "
+            "until the swap is kept as %(safety)s.", backup=backup.display_name,
+            down=run.operation.params.get("downtime", 0), safety=safety.display_name or "-"))
+
+    def _restore_recover(self, run):
+        """What a killed attempt left: taken back (False) or swapped already (True)."""
+        params = run.operation.params
+        name = self._owned_database_name()
+        with run.step("recover"):
+            self._saas_remove_partial_backup(run.operation)
+            return engine_backup.recover_replace(
+                self._saas_pg_params(), name, self._saas_filestore(name), params["staging"],
+                params["replaced"], comment=self._owner_marker(),
+                allowed=self.state == "active")
+
+    def _restore_check_and_fetch(self, run):
         params = run.operation.params or {}
         backup = self.env["saas.backup"].sudo().browse(params.get("backup_id")).exists()
         if self.state not in ("active", "suspended") or backup.instance_id != self:
             raise UserError(self.env._("The backup or the instance no longer allows a "
                                        "restore in place."))
-        name = self._owned_database_name()
-        if params.get("staging"):
-            with run.step("recover"):
-                engine_backup.recover_replace(
-                    self._saas_pg_params(), name, self._saas_filestore(name),
-                    params["staging"], params["replaced"], comment=self._owner_marker(),
-                    allowed=self.state == "active")
-        with run.step("safety backup"):
-            safety = self._saas_backup_now("before_operation", run.operation)
         with run.step("fetch"):
             made = backup._saas_local_copy(verify=False)  # replace() verifies it
             # Recorded (committed with the next step) before anything is created, so a
@@ -80,20 +111,30 @@ class SaasInstance(models.Model):
             run.operation.params = dict(
                 params, staging=STAGING_DATABASE % (self.id, secrets.token_hex(4)),
                 replaced=REPLACED_DATABASE % (self.id, secrets.token_hex(4)))
+        return made
+
+    def _restore_swap(self, run, made):
+        """Restore beside the live database and swap; the replaced copy is kept (it holds
+        what was written until the swap) and marked as swapped on the operation."""
+        params = run.operation.params
+        name = self._owned_database_name()
         with run.step("restore"):
             self._saas_release(name)
             replaced = engine_backup.replace(
                 self._saas_pg_params(), made, name, self._saas_filestore(name),
-                run.operation.params["staging"], run.operation.params["replaced"],
-                comment=self._owner_marker())
-        self.message_post(body=self.env._(
-            "Restored from %(backup)s (%(down).1f s without service); the database as it was "
-            "before is kept as %(safety)s.", backup=backup.display_name,
-            down=replaced.downtime, safety=safety.display_name))
-        if replaced.leftovers:
-            self.message_post(body=self.env._(
-                "The replaced database could not all be removed: %(what)s",
-                what="; ".join(replaced.leftovers)))
+                params["staging"], params["replaced"], comment=self._owner_marker(),
+                keep_old=True)
+        run.operation.params = dict(params, swapped=True, downtime=replaced.downtime)
+
+    def _restore_backup_replaced(self, replaced, operation):
+        """The safety backup: the replaced copy as it was at the swap (it refuses
+        connections; it is opened to pg_dump only, and matches no host)."""
+        with pg.maintenance(self._saas_pg_params()) as conn:
+            if not pg.exists(conn, replaced):
+                return self.env["saas.backup"]  # backed up and dropped by a killed attempt
+            pg.allow_connections(conn, replaced, True)
+        made = self._saas_backup(replaced, operation)
+        return self.env["saas.backup"]._saas_record(self, "before_operation", made, operation)
 
     # -- as a new instance, or imported: provisionings from a copy ------------------------
     def _saas_restore_as_new(self, backup, vals, staging):
@@ -101,6 +142,8 @@ class SaasInstance(models.Model):
         if not backup.verified_at:
             raise UserError(self.env._("Only a verified backup can be restored."))
         instance = self.create(vals)
+        if backup.server_id and instance.server_id != backup.server_id:
+            instance.sudo().server_id = backup.server_id  # where the backup's files are
         instance._saas_provision_copy({"backup_id": backup.id, "staging": staging})
         instance.message_post(body=self.env._(
             "Made from the backup %(backup)s%(staging)s.", backup=backup.display_name,

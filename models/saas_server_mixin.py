@@ -3,6 +3,7 @@ import dataclasses
 import os
 import sys
 import time
+from datetime import datetime
 
 from odoo import models, sql_db
 from odoo.modules.registry import Registry
@@ -12,6 +13,8 @@ from ..engine.server import Proxy
 
 #: Stamps (seconds) a backup tries when a backup of the same second exists.
 STAMP_TRIES = 3
+#: The backup files' stamp (UTC, the database server's clock).
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 class SaasServerMixin(models.AbstractModel):
@@ -88,7 +91,8 @@ class SaasServerMixin(models.AbstractModel):
         if not stamp:
             return []
         recorded = self.env["saas.backup"].sudo().search_count(
-            [("operation_id", "=", operation.id), ("database_name", "=", database)])
+            [("operation_id", "=", operation.id),
+             ("stamp", "=", datetime.strptime(stamp, STAMP_FORMAT))])
         if recorded:
             return []
         return backup.remove_partial(self._saas_server().backup_dir, database, stamp)

@@ -1,5 +1,5 @@
 """engine.backup.recover_replace: what a replace() killed at any step left is taken back
-(before the swap completed) or finished (after), never half of each."""
+(before the swap completed) or kept for the caller (after), never half of each."""
 
 import pytest
 from backup_helpers import counts_of, fill, new_name, read_files, run, write_tree
@@ -38,22 +38,22 @@ def recover(pg_params, k):
                                   k["staging"], k["old"], comment=MARKER, allowed=True)
 
 
-def assert_live_state(pg_params, k, counts, files):
+def assert_live_state(pg_params, k, counts, files, old_kept=False):
     with pg.maintenance(pg_params) as conn:
         assert pg.connections_allowed(conn, k["live"])
         assert pg.comment(conn, k["live"]) == MARKER
-        for name in (k["staging"], k["old"]):
-            assert not pg.exists(conn, name)
+        assert not pg.exists(conn, k["staging"])
+        assert pg.exists(conn, k["old"]) == old_kept
     assert counts_of(pg_params, k["live"]) == counts
     assert read_files(k["root"] / k["live"]) == files
-    assert sorted(p.name for p in k["root"].iterdir()) == [k["live"]]
+    assert sorted(p.name for p in k["root"].iterdir()) == sorted(
+        [k["live"]] + ([k["old"]] if old_kept else []))
 
 
 def test_killed_between_the_two_renames_takes_everything_back(pg_params, killed):
     k = killed
     rename(pg_params, k["live"], k["old"])
-    done = recover(pg_params, k)
-    assert any("renamed back" in line for line in done)
+    assert recover(pg_params, k) is False
     assert_live_state(pg_params, k, k["live_counts"], {"live-file": b"live"})
 
 
@@ -63,23 +63,27 @@ def test_killed_after_the_renames_and_half_the_directories_takes_everything_back
     rename(pg_params, k["live"], k["old"])
     rename(pg_params, k["staging"], k["live"])
     (k["root"] / k["live"]).rename(k["root"] / k["old"])
-    recover(pg_params, k)
+    assert recover(pg_params, k) is False
     assert_live_state(pg_params, k, k["live_counts"], {"live-file": b"live"})
 
 
-def test_killed_after_the_swap_finishes_it(pg_params, killed):
+def test_killed_after_the_swap_keeps_it_and_the_replaced_copy(pg_params, killed):
     k = killed
     rename(pg_params, k["live"], k["old"])
     rename(pg_params, k["staging"], k["live"])
     (k["root"] / k["live"]).rename(k["root"] / k["old"])
     (k["root"] / k["staging"]).rename(k["root"] / k["live"])
-    done = recover(pg_params, k)
-    assert "%s removed" % k["old"] in done
+    with pg.maintenance(pg_params) as conn:
+        pg.set_comment(conn, k["live"], None)  # killed before the marker was set
+    assert recover(pg_params, k) is True
+    assert_live_state(pg_params, k, k["restored_counts"], {"restored-file": b"restored"},
+                      old_kept=True)
+    backup.discard(pg_params, k["old"], str(k["root"] / k["old"]))
     assert_live_state(pg_params, k, k["restored_counts"], {"restored-file": b"restored"})
 
 
 def test_killed_before_the_swap_only_removes_the_staging_copy(pg_params, killed):
-    recover(pg_params, killed)
+    assert recover(pg_params, killed) is False
     assert_live_state(pg_params, killed, killed["live_counts"], {"live-file": b"live"})
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from odoo import fields
 from odoo.tests import tagged
-from odoo.tools import mute_logger
+from odoo.tools import config, mute_logger
 
 from ..engine import pg, schedule
 from .common import LiveInstanceCase
@@ -34,7 +34,10 @@ class TestBackupSchedule(LiveInstanceCase):
     def test_each_instance_is_backed_up_once_per_slot_of_its_plan(self):
         fast = self.make_live_instance("every6h", plan_id=self.every_6h.id)
         slow = self.make_live_instance("daily", plan_id=self.daily.id)
-        now = fields.Datetime.now()
+        # A fixed point in time: a minute into the 6-hour plan's current slot.
+        start = schedule.slot_start(fields.Datetime.now(), 6 * 3600,
+                                    schedule.phase(fast.database_name, 6 * 3600))
+        now = start + timedelta(minutes=1)
         self.assertEqual(self.Instance._cron_schedule_backups(now), fast | slow,
                          "never backed up: both due")
         self.assertEqual(self.Instance._cron_schedule_backups(now), fast | slow,
@@ -44,13 +47,17 @@ class TestBackupSchedule(LiveInstanceCase):
             self.assertEqual(len(self.scheduled(instance)), 1, self.op_error(instance))
             self.assertEqual(self.last_operation(instance, "backup").params["kind"],
                              "scheduled")
-        stamp = self.scheduled(fast).stamp
-        self.assertFalse(self.Instance._cron_schedule_backups(now + timedelta(minutes=10)))
-        due = schedule.next_due(stamp, stamp, 6 * 3600, fast.database_name)
-        self.assertLessEqual(due - stamp, timedelta(hours=6))
-        self.assertFalse(self.Instance._cron_schedule_backups(due - timedelta(seconds=1)))
-        self.assertEqual(self.Instance._cron_schedule_backups(due), fast,
-                         "the 6-hour plan's next slot; the daily one is not due yet")
+        self.env.cr.execute("UPDATE saas_backup SET stamp = %s WHERE instance_id IN %s",
+                            (now, (fast.id, slow.id)))
+        self.env.invalidate_all()
+        self.assertNotIn(fast, self.Instance._cron_schedule_backups(now + timedelta(minutes=10)))
+        for instance, hours in ((fast, 6), (slow, 24)):
+            due = schedule.next_due(now, now, hours * 3600, instance.database_name)
+            self.assertLessEqual(due - now, timedelta(hours=hours))
+            self.assertNotIn(instance, self.Instance._cron_schedule_backups(
+                due - timedelta(seconds=1)), "not before its next slot")
+            self.assertIn(instance, self.Instance._cron_schedule_backups(due),
+                          "due at its next slot")
 
     def test_the_schedule_is_bounded_and_skips_what_has_no_changing_database(self):
         self.env["ir.config_parameter"].set_param("saas.backup_schedule_batch", "2")
@@ -127,6 +134,38 @@ class TestBackupSchedule(LiveInstanceCase):
                                         timedelta(days=20))
         self.env["saas.backup"]._cron_prune()
         self.assertEqual(instance.backup_ids, newest)
+
+    def test_the_newest_verified_backup_is_kept_even_when_its_kind_has_expired(self):
+        instance = self.make_live_instance("manualonly")
+        older, newest = self.backups_at(instance, "manual", timedelta(days=60),
+                                        timedelta(days=40))
+        (older | newest).sudo().expires_on = fields.Date.today() - timedelta(days=1)
+        self.assertEqual(self.env["saas.backup"]._cron_prune(), 1)
+        self.assertEqual(instance.backup_ids, newest, "the last way back stays")
+
+    def test_a_backup_an_operation_will_read_is_not_pruned(self):
+        instance = self.make_live_instance("inuse")
+        older, _newest = self.backups_at(instance, "manual", timedelta(days=60),
+                                         timedelta(days=40))
+        older.sudo().expires_on = fields.Date.today() - timedelta(days=1)
+        drill = older._saas_queue_drill()
+        self.assertEqual(self.env["saas.backup"]._cron_prune(), 0)
+        drill.action_cancel()
+        self.assertEqual(self.env["saas.backup"]._cron_prune(), 1)
+
+    def test_a_failed_scheduled_backup_waits_for_the_next_slot(self):
+        instance = self.make_live_instance("failing", plan_id=self.every_6h.id)
+        self.patch(config, "options", {**config.options, "saas_backup_dir": "/proc/nowhere"})
+        now = fields.Datetime.now()
+        self.assertEqual(self.Instance._cron_schedule_backups(now), instance)
+        with mute_logger("odoo.addons.saas_manager.models.saas_operation"):
+            self.run_backups()
+        self.assertEqual(self.last_operation(instance, "backup").state, "failed")
+        self.assertFalse(self.Instance._cron_schedule_backups(now + timedelta(minutes=10)),
+                         "not queued again every ten minutes")
+        failed_at = self.last_operation(instance, "backup").ended_at
+        due = schedule.next_due(failed_at, failed_at, 6 * 3600, instance.database_name)
+        self.assertEqual(self.Instance._cron_schedule_backups(due), instance)
 
     def test_final_backups_expire_and_take_the_instance_backups_with_them(self):
         instance = self.make_live_instance("forgotten")

@@ -1,3 +1,4 @@
+import collections
 import json
 from datetime import timedelta
 from unittest.mock import patch
@@ -6,9 +7,11 @@ import psycopg2
 
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
-from odoo.tests import tagged
+from odoo.modules.registry import Registry
+from odoo.tests import TransactionCase, tagged
 from odoo.tools import config, mute_logger
 
+from .. import startup
 from ..engine import pg
 from ..models.saas_instance_provisioning import PROVISION_STEPS
 from ..models.saas_operation import LOCK_KEYS
@@ -216,3 +219,27 @@ class TestOperationRunner(LiveInstanceCase):
         for name in ("suspension_reason", "user_count", "health_status"):
             with self.subTest(field=name), self.assertRaises(AccessError):
                 instance.with_user(self.saas_manager).write({name: False})
+
+
+@tagged("post_install", "-at_install")
+class TestThreadedCronLoop(TransactionCase):
+    """Odoo's threaded cron loop walks the registry map while jobs run (startup.py)."""
+
+    def test_the_registry_map_can_change_while_it_is_walked(self):
+        plain = collections.OrderedDict(a=1, b=2)
+        with self.assertRaisesRegex(RuntimeError, "mutated during iteration"):
+            for key, _value in plain.items():
+                plain.move_to_end(key)  # what a request to another database does
+        safe = startup.SnapshotItems(a=1, b=2)
+        for key, _value in safe.items():
+            safe.move_to_end(key)
+            safe["c-%s" % key] = 3  # a database opened meanwhile
+            safe.pop("a", None)  # one dropped
+        self.assertEqual(set(safe), {"b", "c-a", "c-b"})
+
+    def test_the_server_registry_map_is_protected(self):
+        before = dict(Registry.registries.d)
+        startup.protect_registry_iteration()
+        startup.protect_registry_iteration()  # once is enough, twice changes nothing
+        self.assertIsInstance(Registry.registries.d, startup.SnapshotItems)
+        self.assertEqual(dict(Registry.registries.d), before)

@@ -12,8 +12,9 @@ import boto3
 import psycopg2
 import requests
 
+from odoo.exceptions import AccessError
 from odoo.service import db as odoo_db
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import backup, odoo_zip
@@ -49,6 +50,7 @@ class TestRestores(ClonedTemplateCase):
 
     def setUp(self):
         super().setUp()
+        self.suite_dbfilter = config["dbfilter"]  # the test database's own, for url_open
         self.patch(config, "options", {**config.options, "saas_backup_dir": self.backup_dir,
                                        "dbfilter": "^%h$"})
 
@@ -143,7 +145,7 @@ class TestRestores(ClonedTemplateCase):
         operation = self.last_operation(instance, "restore")
         self.assertEqual(operation.state, "done", operation.error)
         self.assertEqual(operation.step_ids.mapped("name"),
-                         ["safety backup", "fetch", "restore"])
+                         ["fetch", "restore", "safety backup", "drop replaced"])
         self.assertEqual(self.note(name), "before the backup")
         self.assertSameData(counts, name, files)
         self.assertEqual(instance.state, "active")
@@ -151,10 +153,69 @@ class TestRestores(ClonedTemplateCase):
         safety = instance.backup_ids.filtered(lambda b: b.kind == "before_operation")
         self.assertEqual(safety.operation_id, operation)
         self.assertEqual(safety.row_counts["public.res_partner"],
-                         counts["public.res_partner"] + 1, "the state before the restore")
+                         counts["public.res_partner"] + 1, "the state until the swap")
         self.assertEqual(safety.file_count, len(files) + 1, "with the later file")
         leftovers = {db for db in self.databases() if db.startswith(("saas_rst_", "saas_old_"))}
         self.assertFalse(leftovers)
+
+    def test_a_restore_killed_after_its_swap_is_finished_by_the_next_attempt(self):
+        instance = self.live_instance()
+        name = instance.database_name
+        made = self.back_up(instance)
+        self.write_note(instance, "until the swap")
+        staging, replaced = ("saas_rst_%d_%s" % (instance.id, uuid.uuid4().hex[:8]),
+                             "saas_old_%d_%s" % (instance.id, uuid.uuid4().hex[:8]))
+        self.addCleanup(self.drop_databases, [staging, replaced])
+        # The worker got through the swap, then died: no safety backup, the old copy left.
+        backup.replace(self.pg_params, made._saas_engine_backup(), name,
+                       config.filestore(name), staging, replaced,
+                       comment=instance._owner_marker(), keep_old=True)
+        operation = self.env["saas.operation"].create({
+            "instance_id": instance.id, "kind": "restore", "state": "running",
+            "attempt": 1, "max_attempts": 3,
+            "params": {"backup_id": made.id, "staging": staging, "replaced": replaced}})
+        with mute_logger("odoo.addons.saas_manager.models.saas_operation"):
+            self.run_operations()
+        self.assertEqual(operation.state, "done", operation.error)
+        self.assertEqual(operation.step_ids.filtered(lambda s: s.attempt == 2).mapped("name"),
+                         ["interrupted", "recover", "safety backup", "drop replaced"])
+        self.assertEqual(self.note(name), "before the backup")
+        safety = instance.backup_ids.filtered(lambda b: b.kind == "before_operation")
+        self.assertEqual(len(safety), 1, "what was written until the swap is kept")
+        self.assertNotIn(replaced, self.databases())
+        self.assertServed(instance.host)
+
+    def test_backup_downloads_are_for_saas_managers(self):
+        instance = self.live_instance()
+        made = self.back_up(instance)
+        self.patch(config, "options", {**config.options, "dbfilter": self.suite_dbfilter})
+        manager = new_test_user(self.env, "dl_mgr", "saas_manager.group_saas_manager",
+                                password="dl_mgr-pass-1")
+        user = new_test_user(self.env, "dl_user", "saas_manager.group_saas_user",
+                             password="dl_user-pass-1")
+        url = "/saas/backup/%d/download/%%s" % made.id
+        self.authenticate("dl_user", "dl_user-pass-1")
+        with mute_logger("odoo.http"):
+            self.assertIn(self.url_open(url % "dump").status_code, (403, 404))
+        for action in ("action_open_restore", "action_drill", "action_download"):
+            with self.subTest(action), self.assertRaises(AccessError):
+                getattr(made.with_user(user), action)()
+        self.authenticate(manager.login, "dl_mgr-pass-1")
+        response = self.url_open(url % "dump")
+        self.assertEqual(response.status_code, 200)
+        with open(made.dump_path, "rb") as handle:
+            self.assertEqual(response.content, handle.read())
+        response = self.url_open(url % "odoo")
+        self.assertEqual(response.headers["Content-Type"], "application/zip")
+        zipped = os.path.join(self.backup_dir, "downloaded.zip")
+        with open(zipped, "wb") as handle:
+            handle.write(response.content)
+        self.addCleanup(os.remove, zipped)
+        self.assertEqual(odoo_zip.inspect(zipped).manifest["db_name"], instance.database_name)
+        self.assertEqual(self.url_open(url % "nonsense").status_code, 404)
+        self.assertIn("downloaded (odoo) by", instance.message_ids[0].body)
+        self.assertFalse([name for name in os.listdir(self.backup_dir)
+                          if name.startswith(".download-")], "the zip is gone after sending")
 
     def test_restore_of_a_corrupted_backup_fails_and_leaves_the_instance_serving(self):
         instance = self.live_instance()
@@ -320,6 +381,9 @@ class TestRestores(ClonedTemplateCase):
 
     def test_offsite_round_trip_and_a_restore_from_the_offsite_copy_only(self):
         client, bucket = self.offsite()
+        settings = self.env["res.config.settings"].create({})
+        self.assertTrue(settings.saas_offsite_configured)
+        self.assertIn(bucket, settings.saas_offsite_target)
         source = self.live_instance()
         made = self.back_up(source)
         self.assertEqual(made.offsite_state, "copied", made.offsite_error)

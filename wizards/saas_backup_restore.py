@@ -49,7 +49,7 @@ class SaasBackupRestore(models.TransientModel):
         instance = self.env["saas.instance"]._saas_restore_as_new(backup, {
             "name": self.name, "subdomain": self.subdomain, "partner_id": self.partner_id.id,
             "plan_id": self.plan_id.id, "template_id": source.template_id.id,
-            "server_id": backup.server_id.id, "company_id": source.company_id.id,
+            "company_id": source.company_id.id,
         }, self.staging)
         return {"type": "ir.actions.act_window", "res_model": "saas.instance",
                 "res_id": instance.id, "view_mode": "form", "target": "current"}
