@@ -7,6 +7,8 @@ import psycopg2
 
 from engine import backup
 
+#: The stamp of the backups the tests take.
+STAMP = "20250102T030405Z"
 #: A filestore: compressible and incompressible files, nested, one empty.
 FILES = {
     "ab/ab12cd": b"attachment one" * 100,
@@ -37,23 +39,29 @@ def counts_of(params, database):
         conn.close()
 
 
-def fill(params, database):
-    """A few tables with rows (one with a hostile name), and Odoo's module table."""
-    run(params, database,
-        "CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar)",
-        "INSERT INTO res_partner (name) SELECT 'p' || g FROM generate_series(1, 250) g",
-        "CREATE TABLE ir_attachment (id serial PRIMARY KEY, "
-        "partner_id int REFERENCES res_partner(id), store_fname varchar)",
-        "INSERT INTO ir_attachment (partner_id, store_fname) VALUES (1, 'ab/ab12cd'), "
-        "(2, 'ab/ab99ff')",
-        'CREATE TABLE "we""ird Table" (v int)',
-        'INSERT INTO "we""ird Table" SELECT generate_series(1, 7)',
-        "CREATE TABLE empty_one (v int)",
-        "CREATE TABLE ir_module_module (id serial PRIMARY KEY, name varchar, "
-        "latest_version varchar, state varchar)",
-        "INSERT INTO ir_module_module (name, latest_version, state) VALUES %s, "
-        "('sale', '18.0.1.2', 'uninstalled')" % ", ".join(
-            "('%s', '%s', 'installed')" % item for item in MODULES.items()))
+#: A few tables with rows, one with a hostile name, one empty.
+TABLES = (
+    "CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar)",
+    "INSERT INTO res_partner (name) SELECT 'p' || g FROM generate_series(1, 250) g",
+    "CREATE TABLE ir_attachment (id serial PRIMARY KEY, "
+    "partner_id int REFERENCES res_partner(id), store_fname varchar)",
+    "INSERT INTO ir_attachment (partner_id, store_fname) VALUES (1, 'ab/ab12cd'), "
+    "(2, 'ab/ab99ff')",
+    'CREATE TABLE "we""ird Table" (v int)',
+    'INSERT INTO "we""ird Table" SELECT generate_series(1, 7)',
+    "CREATE TABLE empty_one (v int)")
+
+
+def fill(params, database, modules=True):
+    """:data:`TABLES`, and (unless ``modules`` is false) Odoo's module table."""
+    run(params, database, *TABLES)
+    if modules:
+        run(params, database,
+            "CREATE TABLE ir_module_module (id serial PRIMARY KEY, name varchar, "
+            "latest_version varchar, state varchar)",
+            "INSERT INTO ir_module_module (name, latest_version, state) VALUES %s, "
+            "('sale', '18.0.1.2', 'uninstalled')" % ", ".join(
+                "('%s', '%s', 'installed')" % item for item in MODULES.items()))
     return database
 
 

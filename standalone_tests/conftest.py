@@ -74,3 +74,15 @@ def scratch_db(pg_params):
     with pg.maintenance(pg_params) as conn:
         for name in made:
             pg.drop(conn, name)
+
+
+@pytest.fixture
+def made(pg_params, scratch_db, tmp_path):
+    """A verified backup of a small filled database and filestore (engine.backup.Backup)."""
+    from backup_helpers import STAMP, fill, write_tree
+
+    from engine import backup
+
+    source = fill(pg_params, scratch_db())
+    return backup.backup(pg_params, source, str(write_tree(tmp_path / "fs")),
+                         str(tmp_path / "b"), STAMP)

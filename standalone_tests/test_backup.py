@@ -8,36 +8,10 @@ import tarfile
 import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
+from backup_helpers import FILES, STAMP, counts_of, fill, run
 
 from engine import backup, pg
-
-STAMP = "20250102T030405Z"
-FILES = {
-    "ab/ab12cd": b"attachment one" * 100,
-    "ab/ab99ff": os.urandom(50_000),  # incompressible, like most attachments
-    "cd/ef/deep": b"nested",
-    "checklist/empty": b"",
-}
-
-
-def run(params, database, *statements):
-    conn = psycopg2.connect(dbname=database, **params)
-    try:
-        with conn, conn.cursor() as cr:
-            for statement in statements:
-                cr.execute(statement)
-    finally:
-        conn.close()
-
-
-def counts_of(params, database):
-    conn = psycopg2.connect(dbname=database, **params)
-    try:
-        return backup.row_counts(conn)
-    finally:
-        conn.close()
 
 
 def write_tree(root, files=FILES):
@@ -63,18 +37,7 @@ def read_tree(root):
 @pytest.fixture
 def source(pg_params, scratch_db):
     """A database with rows in a few tables (one with a hostile name)."""
-    database = scratch_db()
-    run(pg_params, database,
-        "CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar)",
-        "INSERT INTO res_partner (name) SELECT 'p' || g FROM generate_series(1, 250) g",
-        "CREATE TABLE ir_attachment (id serial PRIMARY KEY, "
-        "partner_id int REFERENCES res_partner(id), store_fname varchar)",
-        "INSERT INTO ir_attachment (partner_id, store_fname) VALUES (1, 'ab/ab12cd'), "
-        "(2, 'ab/ab99ff')",
-        'CREATE TABLE "we""ird Table" (v int)',
-        'INSERT INTO "we""ird Table" SELECT generate_series(1, 7)',
-        "CREATE TABLE empty_one (v int)")
-    return database
+    return fill(pg_params, scratch_db(), modules=False)
 
 
 def new_name(scratch_db, prefix="saas_pytest_restored"):

@@ -3,11 +3,9 @@ own snapshot: a restore of the dump holds exactly those rows."""
 
 import psycopg2
 import pytest
-from backup_helpers import MODULES, counts_of, fill, new_name, run, write_tree
+from backup_helpers import MODULES, STAMP, counts_of, fill, new_name, run, write_tree
 
 from engine import backup, pg
-
-STAMP = "20250102T030405Z"
 
 
 @pytest.fixture

@@ -7,18 +7,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from backup_helpers import FILES, database_exists, fill, new_name, write_tree
+from backup_helpers import FILES, database_exists, new_name
 
 from engine import backup
-
-STAMP = "20250102T030405Z"
-
-
-@pytest.fixture
-def made(pg_params, scratch_db, tmp_path):
-    source = fill(pg_params, scratch_db())
-    return backup.backup(pg_params, source, str(write_tree(tmp_path / "fs")),
-                         str(tmp_path / "b"), STAMP)
 
 
 @pytest.fixture

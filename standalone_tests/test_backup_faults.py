@@ -18,11 +18,10 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from backup_helpers import fill, write_tree
+from backup_helpers import STAMP, fill, write_tree
 
 from engine import backup
 
-STAMP = "20250102T030405Z"
 OTHER_STAMP = "20250101T000000Z"
 REPO = Path(__file__).resolve().parents[1]
 #: Run by the child: ``backup.backup`` under a file size limit; prints the outcome as JSON.

@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 from backup_helpers import (
     FILES,
+    STAMP,
     counts_of,
     database_exists,
     fill,
@@ -24,7 +25,6 @@ from psycopg2 import sql
 
 from engine import backup, pg
 
-STAMP = "20250102T030405Z"
 MARKER = "saas_manager:instance:42"
 
 

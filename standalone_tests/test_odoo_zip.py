@@ -17,24 +17,14 @@ from backup_helpers import (
     MODULES,
     counts_of,
     database_exists,
-    fill,
     new_name,
     read_files,
-    write_tree,
 )
 
 from engine import backup, odoo_zip
 
-STAMP = "20250102T030405Z"
 VERSION_INFO = (18, 0, 0, "final", 0, "")
 SIMPLE_DUMP = b"CREATE TABLE t (v int);\nINSERT INTO t VALUES (1), (2);\n"
-
-
-@pytest.fixture
-def made(pg_params, scratch_db, tmp_path):
-    source = fill(pg_params, scratch_db())
-    return backup.backup(pg_params, source, str(write_tree(tmp_path / "fs")),
-                         str(tmp_path / "b"), STAMP)
 
 
 @pytest.fixture

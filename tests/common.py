@@ -285,3 +285,23 @@ class ClonedTemplateCase(OperationChecks, InstanceDatabaseChecks, ServerKeyCase,
         client = customize.connect("http://127.0.0.1:%s" % config["http_port"], instance.host)
         client.login(instance.database_name, login, password)
         return client
+
+
+class ServedClonesCase(ClonedTemplateCase):
+    """Clones routed by their host only, as in production, with a backup folder of the
+    class: the suite's own dbfilter also matches the test database, which would leave
+    Odoo two candidates for a client's host (kept as ``suite_dbfilter``, for url_open to
+    the test database)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.backup_dir = tempfile.mkdtemp(prefix="saas_backups_")
+        cls.addClassCleanup(shutil.rmtree, cls.backup_dir, True)
+
+    def setUp(self):
+        super().setUp()
+        self.suite_dbfilter = config["dbfilter"]
+        self.patch(config, "options", {**config.options, "saas_backup_dir": self.backup_dir,
+                                       "dbfilter": "^%h$"})
+

@@ -1,7 +1,5 @@
 import hashlib
 import os
-import shutil
-import tempfile
 
 import psycopg2
 import requests
@@ -10,25 +8,12 @@ from odoo.tests import tagged
 from odoo.tools import config
 
 from ..engine import backup
-from .common import ClonedTemplateCase
+from .common import ServedClonesCase
 
 
 @tagged("post_install", "-at_install")
-class TestLifecycleEffects(ClonedTemplateCase):
+class TestLifecycleEffects(ServedClonesCase):
     """Suspension, termination, usage and health on real clones served by a real Odoo."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.backup_dir = tempfile.mkdtemp(prefix="saas_backups_")
-        cls.addClassCleanup(shutil.rmtree, cls.backup_dir, True)
-
-    def setUp(self):
-        super().setUp()
-        # Route by host only, as in production: the suite's own dbfilter also matches
-        # the test database, which would leave Odoo two candidates for a client's host.
-        self.patch(config, "options", {**config.options, "saas_backup_dir": self.backup_dir,
-                                       "dbfilter": "^%h$"})
 
     def live_instance(self):
         instance = self.new_instance()

@@ -3,8 +3,6 @@ from an Odoo zip, Odoo's own restore of our zip, and copies kept off-site."""
 
 import base64
 import os
-import shutil
-import tempfile
 import uuid
 import zipfile
 
@@ -18,7 +16,7 @@ from odoo.tests import new_test_user, tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import backup, odoo_zip
-from .common import ClonedTemplateCase
+from .common import ServedClonesCase
 
 #: Tables a sanitized copy changes by design (new identity and URL, secrets removed,
 #: mail servers off; a staging copy adds Odoo's catch-all mail server).
@@ -40,19 +38,7 @@ def file_tree(folder):
 
 
 @tagged("post_install", "-at_install")
-class TestRestores(ClonedTemplateCase):
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.backup_dir = tempfile.mkdtemp(prefix="saas_backups_")
-        cls.addClassCleanup(shutil.rmtree, cls.backup_dir, True)
-
-    def setUp(self):
-        super().setUp()
-        self.suite_dbfilter = config["dbfilter"]  # the test database's own, for url_open
-        self.patch(config, "options", {**config.options, "saas_backup_dir": self.backup_dir,
-                                       "dbfilter": "^%h$"})
+class TestRestores(ServedClonesCase):
 
     # -- helpers -------------------------------------------------------------------------
     def live_instance(self, **values):
