@@ -1,5 +1,6 @@
 import collections
 import json
+import time
 from datetime import timedelta
 from unittest.mock import patch
 
@@ -103,6 +104,19 @@ class TestOperationRunner(LiveInstanceCase):
         self.assertEqual((first.state, instance.state), ("done", "terminated"))
         self.assertEqual(first.step_ids.mapped("name"), ["backup", "drop", "proxy"])
 
+    def wait_for_lock_release(self, instance, timeout=10):
+        """A closed connection's backend ends (and frees its locks) a moment later."""
+        deadline = time.monotonic() + timeout
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            while time.monotonic() < deadline:
+                cr.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND classid = %s AND objid = %s AND granted",
+                           [LOCK_KEYS["saas.instance"], instance.id])
+                if not cr.fetchone()[0]:
+                    return
+                time.sleep(0.05)
+        self.fail("the advisory lock of a closed connection was not released")
+
     def test_a_locked_target_waits_and_order_is_kept(self):
         instance = self.make_live_instance("opslock")
         holder = psycopg2.connect(dbname=self.env.cr.dbname, **self.pg_params)
@@ -117,6 +131,7 @@ class TestOperationRunner(LiveInstanceCase):
         self.run_operations()
         self.assertEqual((suspension.state, termination.state), ("queued", "queued"))
         holder.close()
+        self.wait_for_lock_release(instance)
         self.run_operations()
         self.assertEqual((suspension.state, termination.state), ("done", "done"))
         self.assertLessEqual(suspension.ended_at, termination.started_at, "in asked order")
