@@ -943,6 +943,5 @@ def _take_back(params, plan):
                                       "renamed." % (plan.database, plan.old_db, plan.staging_db))
                 _rename_free(conn, plan.database, plan.staging_db, pg.SESSION_WAIT)
             _rename_free(conn, plan.old_db, plan.database, pg.SESSION_WAIT)
-    if os.path.lexists(plan.old_dir) and not os.path.lexists(plan.filestore_dir):
-        os.rename(plan.old_dir, plan.filestore_dir)
+    _move_back(plan.old_dir, plan.filestore_dir)
     discard(params, plan.staging_db, plan.staging_dir)

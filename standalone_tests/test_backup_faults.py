@@ -79,40 +79,35 @@ def test_a_full_disk_fails_the_backup_clearly_and_leaves_no_file(pg_params, sour
     assert os.listdir(backup_dir) == []
 
 
-def _dump_waiting(pg_params, database, deadline=30):
-    """pid of the backend of pg_dump once it waits for a lock on ``database``."""
+def _poll(pg_params, query, args, found, deadline=30):
+    """Run ``query`` every 50 ms until ``found(row)`` holds; that row (None is a row)."""
     conn = psycopg2.connect(dbname="postgres", **pg_params)
     conn.autocommit = True
     try:
         end = time.monotonic() + deadline
         while time.monotonic() < end:
             with conn.cursor() as cr:
-                cr.execute("""SELECT pid FROM pg_stat_activity WHERE datname = %s
-                                AND application_name = 'pg_dump' AND wait_event_type = 'Lock'
-                           """, (database,))
+                cr.execute(query, args)
                 row = cr.fetchone()
-            if row:
-                return row[0]
+            if found(row):
+                return row
             time.sleep(0.05)
-        raise AssertionError("pg_dump never waited for the lock")
+        raise AssertionError("%r with %r never matched" % (" ".join(query.split()), args))
     finally:
         conn.close()
 
 
-def _gone(pg_params, pid, deadline=30):
-    conn = psycopg2.connect(dbname="postgres", **pg_params)
-    conn.autocommit = True
-    try:
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            with conn.cursor() as cr:
-                cr.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
-                if cr.fetchone() is None:
-                    return
-            time.sleep(0.05)
-        raise AssertionError("backend %s still there" % pid)
-    finally:
-        conn.close()
+def _dump_waiting(pg_params, database):
+    """pid of the backend of pg_dump once it waits for a lock on ``database``."""
+    return _poll(pg_params, """SELECT pid FROM pg_stat_activity WHERE datname = %s
+                                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'
+                            """, (database,), lambda row: row is not None)[0]
+
+
+def _gone(pg_params, pid):
+    """Return once backend ``pid`` has ended."""
+    _poll(pg_params, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,),
+          lambda row: row is None)
 
 
 @pytest.mark.parametrize("killed", ["worker and pg_dump", "worker only"])
