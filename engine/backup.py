@@ -841,8 +841,7 @@ def _rename_back(params, current, original):
 
 def _move_back(current, original):
     """Move directory ``current`` back to ``original``, if that move was done."""
-    if os.path.lexists(current) and not os.path.lexists(original):
-        os.rename(current, original)
+    filestore.move_tree(current, original)
 
 
 def _rename_free(conn, name, new_name, wait):

@@ -65,6 +65,15 @@ def tree_size(path):
     return total
 
 
+def move_tree(src, dst):
+    """Rename directory ``src`` to ``dst`` unless that was done already (``dst`` there,
+    or ``src`` gone); True when it moved now."""
+    if os.path.lexists(src) and not os.path.lexists(dst):
+        os.rename(src, dst)
+        return True
+    return False
+
+
 def remove_tree(path):
     """Remove ``path`` and everything below it; no error when absent."""
     if os.path.isdir(path):

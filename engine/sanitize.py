@@ -15,6 +15,8 @@ or columns a template does not have (its modules decide) are skipped.
 import re
 import uuid
 
+from . import login as login_tokens
+
 #: Config parameters that look like integration secrets (keys, tokens,
 #: passwords): removed, the customer configures their own integrations.
 SECRET_PARAM_RE = r"(secret|token|api_key|apikey|access_key|password|private_key|client_key)"
@@ -137,6 +139,14 @@ def set_password(conn, login, password_hash):
     conn.commit()
 
 
+def close_public_signup(cr):
+    """Sign-up on invitation only (``auth_signup``'s *b2b* scope): a template made with
+    free sign-up on would let anyone create a user in a customer's database from its
+    login page ("Don't have an account?", ``/web/signup``).  The customer can open it
+    again in their Settings."""
+    _set_param(cr, "auth_signup.invitation_scope", "b2b")
+
+
 def sanitize(conn, url, admin=None):
     """Run every applicable statement on the clone behind ``conn``; commit; return them.
 
@@ -149,6 +159,8 @@ def sanitize(conn, url, admin=None):
     with conn.cursor() as cr:
         existing = _existing(cr)
         new_identity(cr, url)
+        close_public_signup(cr)
+        login_tokens.ensure_table(cr)
         if admin:
             hand_over_admin(cr, *admin)
             lock_other_users(cr, admin[1])
@@ -158,6 +170,54 @@ def sanitize(conn, url, admin=None):
                 applied.append(statement)
     conn.commit()
     return applied
+
+
+def company_currency(conn):
+    """The currency code of the main company of the database behind ``conn``."""
+    with conn.cursor() as cr:
+        cr.execute("SELECT cur.name FROM res_company c JOIN res_currency cur "
+                   "ON cur.id = c.currency_id ORDER BY c.id LIMIT 1")
+        row = cr.fetchone()
+    conn.rollback()
+    return row[0] if row else None
+
+
+def claim(conn, url, *, placeholder, login, company, admin):
+    """Give a pooled clone its customer, in SQL; commit.
+
+    The pooled clone was sanitized with a placeholder administrator
+    (``placeholder``, without password): it becomes ``login``, with the
+    customer's name, e-mail and timezone (and language when that language is
+    active there), the main company takes the customer's name and e-mail, and
+    ``url`` becomes the database's frozen base URL.  Plain column writes on a
+    database no Odoo has loaded: no cache to clear, no side effect skipped
+    (a company's currency, which has side effects, is never changed here:
+    the caller claims only a clone whose currency is already the right one).
+    """
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]+)?", url):
+        raise ValueError("invalid instance URL %r" % url)
+    with conn.cursor() as cr:
+        cr.execute("UPDATE res_users SET login = %s WHERE login = %s AND active "
+                   "RETURNING partner_id, company_id", (login, placeholder))
+        row = cr.fetchone()
+        if not row:
+            conn.rollback()
+            raise ValueError("the pooled database has no user %r" % placeholder)
+        partner_id, company_id = row
+        cr.execute("SELECT code FROM res_lang WHERE code = %s AND active",
+                   (admin.get("lang") or None,))
+        lang = cr.fetchone()
+        cr.execute("UPDATE res_partner SET name = %s, email = %s, tz = COALESCE(%s, tz), "
+                   "lang = COALESCE(%s, lang) WHERE id = %s",
+                   (admin["name"], admin.get("email") or None, admin.get("tz") or None,
+                    lang and lang[0], partner_id))
+        cr.execute("UPDATE res_partner SET name = %s, email = %s FROM res_company c "
+                   "WHERE c.id = %s AND res_partner.id = c.partner_id",
+                   (company["name"], company.get("email") or None, company_id))
+        cr.execute("UPDATE res_company SET name = %s, email = %s WHERE id = %s",
+                   (company["name"], company.get("email") or None, company_id))
+        _set_param(cr, "web.base.url", url)
+    conn.commit()
 
 
 def installed_modules(conn):

@@ -107,3 +107,59 @@ def test_set_password_writes_a_hash_for_an_active_user_only(clone):
     clone.rollback()
     with pytest.raises(ValueError):
         sanitize.set_password(clone, "nobody", new_hash)
+
+
+def test_public_signup_is_closed_and_the_login_table_made(clone):
+    sanitize.sanitize(clone, "https://acme.example.com")
+    assert params(clone)["auth_signup.invitation_scope"] == "b2b"
+    assert scalar(clone, "SELECT to_regclass('saas_login_token') IS NOT NULL")
+
+
+CLAIM_SCHEMA = """
+CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar, email varchar, tz varchar,
+    lang varchar);
+CREATE TABLE res_company (id serial PRIMARY KEY, name varchar, email varchar, partner_id int);
+CREATE TABLE res_lang (id serial, code varchar, active bool);
+ALTER TABLE res_users ADD COLUMN partner_id int, ADD COLUMN company_id int;
+INSERT INTO res_partner (name, email, tz, lang) VALUES ('My Company', 'info@tpl', NULL, 'en_US'),
+    ('Administrator', 'admin@tpl', 'UTC', 'en_US');
+INSERT INTO res_company (name, email, partner_id) VALUES ('My Company', 'info@tpl', 1);
+INSERT INTO res_lang (code, active) VALUES ('en_US', true), ('fr_FR', false);
+UPDATE res_users SET partner_id = 2, company_id = 1 WHERE login = 'admin';
+"""
+
+
+def claimed(clone, lang):
+    with clone.cursor() as cr:
+        cr.execute(CLAIM_SCHEMA)
+    clone.commit()
+    sanitize.sanitize(clone, "https://pool.invalid", admin=("admin", "standby-1@pool.invalid"))
+    sanitize.claim(clone, "https://acme.example.com", placeholder="standby-1@pool.invalid",
+                   login="owner@acme.test", company={"name": "Acme", "email": "owner@acme.test"},
+                   admin={"name": "Ann Owner", "email": "owner@acme.test", "lang": lang,
+                          "tz": "Europe/Brussels"})
+    with clone.cursor() as cr:
+        cr.execute("SELECT u.login, u.password, p.name, p.email, p.tz, p.lang FROM res_users u "
+                   "JOIN res_partner p ON p.id = u.partner_id")
+        return cr.fetchone()
+
+
+def test_claim_gives_a_standby_its_customer(clone):
+    assert claimed(clone, "en_US") == (
+        "owner@acme.test", None, "Ann Owner", "owner@acme.test", "Europe/Brussels", "en_US")
+    assert scalar(clone, "SELECT name || ' ' || email FROM res_company") == \
+        "Acme owner@acme.test"
+    assert scalar(clone, "SELECT name FROM res_partner WHERE id = 1") == "Acme"
+    assert params(clone)["web.base.url"] == "https://acme.example.com"
+
+
+def test_claim_keeps_the_language_when_the_customer_s_is_not_active(clone):
+    assert claimed(clone, "fr_FR")[5] == "en_US"
+
+
+def test_claim_refuses_a_database_without_the_placeholder(clone):
+    with pytest.raises(ValueError):
+        sanitize.claim(clone, "https://acme.example.com", placeholder="nobody@pool.invalid",
+                       login="x@y.z", company={"name": "A", "email": "x@y.z"},
+                       admin={"name": "A", "email": "x@y.z"})
+    assert scalar(clone, "SELECT count(*) FROM res_users WHERE login = 'x@y.z'") == 0
