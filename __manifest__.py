@@ -1,6 +1,6 @@
 {
     "name": "SaaS Manager",
-    "version": "18.0.1.2.0",
+    "version": "18.0.1.3.0",
     "category": "Services/SaaS",
     "summary": "Run an Odoo SaaS business: one database per client, cloned from templates",
     "author": "saas_manager developers",
@@ -36,6 +36,9 @@
         "wizards/saas_backup_restore_views.xml",
         "wizards/saas_instance_import_views.xml",
         "views/saas_welcome_templates.xml",
+        "views/saas_signup_templates.xml",
+        "views/saas_portal_templates.xml",
+        "views/saas_signup_views.xml",
         "views/saas_menus.xml",
     ],
     "assets": {

@@ -1,2 +1,5 @@
 from . import welcome
 from . import backup
+from . import login
+from . import signup
+from . import portal

@@ -14,6 +14,8 @@ from . import saas_backup_drill
 from . import saas_template
 from . import saas_template_build
 from . import saas_template_deployment
+from . import saas_pool_database
+from . import saas_template_pool
 from . import saas_plan
 from . import saas_subscription
 from . import saas_subscription_invoicing
@@ -21,6 +23,8 @@ from . import saas_subscription_lifecycle
 from . import saas_instance
 from . import saas_instance_server
 from . import saas_instance_provisioning
+from . import saas_instance_pool
+from . import saas_instance_login
 from . import saas_instance_access
 from . import saas_instance_backup
 from . import saas_instance_restore
@@ -30,6 +34,7 @@ from . import saas_health_check
 from . import saas_instance_welcome
 from . import saas_access_link
 from . import saas_rate_limit
+from . import saas_signup
 from . import account_move
 from . import res_partner
 from . import res_config_settings

@@ -21,6 +21,8 @@ _logger = logging.getLogger(__name__)
 
 #: Provisioning steps, in order; each is a method ``_provision_<step>``.
 PROVISION_STEPS = ("clone", "filestore", "sanitize", "customize", "proxy")
+#: The steps of an instance given a standby database (see saas_instance_pool).
+POOL_STEPS = ("claim", "proxy")
 #: The steps of an instance made from a backup (restore as new) or an Odoo zip (import).
 COPY_STEPS = {"backup_id": ("restore", "sanitize_copy", "proxy"),
               "import_file": ("import", "sanitize_copy", "proxy")}
@@ -34,8 +36,9 @@ class ProvisionRun:
     """What one provisioning attempt carries from step to step."""
 
     password: str  # secret of the customize step's one-time API key, in memory only
-    params: dict = field(default_factory=dict)  # the operation's: a copy's source
+    params: dict = field(default_factory=dict)  # the operation's: a copy's source, "pool"
     undo: list = field(default_factory=list)
+    member: object = None  # the standby database being claimed (saas_instance_pool)
 
     def copy_source(self):
         """``backup_id`` or ``import_file`` for an instance made from a copy, else None."""
@@ -43,7 +46,9 @@ class ProvisionRun:
 
     def steps(self):
         source = self.copy_source()
-        return COPY_STEPS[source] if source else PROVISION_STEPS
+        if source:
+            return COPY_STEPS[source]
+        return POOL_STEPS if self.member else PROVISION_STEPS
 
 
 class SaasInstance(models.Model):
@@ -66,13 +71,14 @@ class SaasInstance(models.Model):
             self.env["saas.operation"]._queue(instance, "provision")
         return True
 
-    def _provision(self):
-        """Provision now, in this transaction (tests, benchmarks): the same operation the
-        runner would run.  True when the instance is active."""
+    def _provision(self, params=None):
+        """Provision now, in this transaction (tests, benchmarks, a signup): the same
+        operation the runner would run (``{"pool": True}``: from a standby database when
+        one is ready).  True when the instance is active."""
         self.ensure_one()
         if self.state in RENAMEABLE_STATES:
             self.sudo().state = "provisioning"
-        self.env["saas.operation"]._queue(self, "provision", wake=False)._execute()
+        self.env["saas.operation"]._queue(self, "provision", params=params, wake=False)._execute()
         return self.state == "active"
 
     def _saas_op_provision(self, run):
@@ -84,9 +90,15 @@ class SaasInstance(models.Model):
             if self.owned_database:
                 with run.step("recover"):
                     self._provision_recover(attempt)
-            for step in attempt.steps():
+            if attempt.params.get("pool") and not attempt.copy_source():
+                attempt.member = self._pool_take()
+            steps = list(attempt.steps())
+            while steps:
+                step = steps.pop(0)
                 with run.step(step):
                     getattr(self, "_provision_%s" % step)(attempt)
+                if step == "claim" and not attempt.member:  # the standby could not be had
+                    steps = list(PROVISION_STEPS)
         except Exception as exc:  # undone here; recorded by the runner
             if isinstance(exc, psycopg2.Error) and not self._testing():
                 self.env.cr.rollback()  # the manager's own transaction may be aborted

@@ -67,6 +67,7 @@ OPERATION_KINDS = [
     ("backup", "Backup"),
     ("restore", "Restore"),
     ("drill", "Restore Drill"),
+    ("pool_fill", "Standby Pool Fill"),
 ]
 #: Kinds run by the backup runner; the main runner runs the others.
 BACKUP_KINDS = ("backup", "drill")

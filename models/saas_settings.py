@@ -39,6 +39,15 @@ SETTINGS = {
     "saas.health_alert_failures": (int, 3),
     "saas.health_retention_days": (int, 35),
     "saas.welcome_link_hours": (int, 72),
+    # One-click login links (engine/login.py): seconds they stay valid.
+    "saas.login_link_seconds": (int, 60),
+    # Public sign-up (controllers/signup.py).
+    "saas.signup_enabled": (bool, True),
+    "saas.signup_link_hours": (int, 24),
+    "saas.signup_unverified_max": (int, 3),
+    "saas.signup_ip_limit": (int, 10),      # sign-up forms sent per address and hour
+    "saas.signup_email_limit": (int, 5),    # sign-up forms sent per e-mail and day
+    "saas.signup_terms_url": (str, ""),
     "saas.operation_max_attempts": (int, 5),
     "saas.operation_retry_seconds": (int, 30),
     # Days a backup of each kind is kept (saas.backup.expires_on); 0 = for good.

@@ -18,3 +18,5 @@ from . import test_provisioning_crash
 from . import test_operations
 from . import test_backup_schedule
 from . import test_restore
+from . import test_pool
+from . import test_signup

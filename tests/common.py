@@ -223,21 +223,26 @@ class ClonedTemplateCase(OperationChecks, InstanceDatabaseChecks, ServerKeyCase,
     """A real template database (base only, built by a separate Odoo) to clone from,
     under the tests' base domain saas.test."""
 
+    #: The modules of the class's template ("mail" also brings auth_signup, and its
+    #: free sign-up setting).
+    template_modules = "base"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.pg_params = cls.env["saas.instance"]._saas_pg_params()
         cls.tpl_db = "saas_tpl_test_%s" % uuid.uuid4().hex[:8]
         cls.addClassCleanup(cls.drop_databases, [cls.tpl_db])
-        build_template_database(cls.tpl_db)
+        build_template_database(cls.tpl_db, cls.template_modules)
         os.makedirs(config.filestore(cls.tpl_db), exist_ok=True)
         with open(os.path.join(config.filestore(cls.tpl_db), "marker"), "w") as handle:
             handle.write("template file")
         cls.prepare_template()
         cls.template = cls.env["saas.template"].create({
             "name": "Test template", "code": "test_%s" % cls.tpl_db[-8:],
-            "database_name": cls.tpl_db, "module_names": "base", "state": "configuring",
-            "admin_login": "admin", "admin_password": "admin"})
+            "database_name": cls.tpl_db, "module_names": cls.template_modules,
+            "state": "configuring",
+            "admin_login": "admin", "admin_password": "admin", "pool_size": 0})
         cls.template.action_lock()
         set_param = cls.env["ir.config_parameter"].set_param
         set_param("saas.base_domain", "saas.test")
