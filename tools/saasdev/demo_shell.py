@@ -10,6 +10,10 @@ template = env.ref("saas_manager.template_blank")  # noqa: F821
 if template.state != "ready":
     template.write({"admin_login": "admin", "admin_password": "admin", "state": "configuring"})
     template.action_lock()
+# Two standby databases: a sign-up gets its Odoo by a rename (the runner fills them).
+DEV_POOL_SIZE = 2
+if template.pool_size != DEV_POOL_SIZE:
+    template.pool_size = DEV_POOL_SIZE
 env["ir.config_parameter"].set_param("saas.base_domain", "localhost")  # noqa: F821
 # The manager's own address (links in mails point there); Odoo sets it at the admin's login.
 env["ir.config_parameter"].set_param(  # noqa: F821
@@ -39,5 +43,5 @@ operation = env["saas.operation"].search(  # noqa: F821
     [("instance_id", "=", instance.id), ("kind", "=", "provision")], limit=1)
 print("SAAS_DEMO " + json.dumps({"welcome_url": welcome_url,
     "state": instance.state, "host": instance.host, "login": instance.admin_login,
-    "error": operation.error or False,
+    "error": operation.error or False, "pool_size": template.pool_size,
     "seconds": operation.seconds}))

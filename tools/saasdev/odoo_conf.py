@@ -70,6 +70,9 @@ def write_conf(
             "max_cron_threads": "1",
             "without_demo": "all",
             "log_level": "info",
+            # Loaded in every database: the one-click login page of the client databases,
+            # and the wake-up of the cron workers at start (see CONFIGURATION.md).
+            "server_wide_modules": "base,web,saas_manager",
             **(offsite or {}),
             **(extra or {}),
         }

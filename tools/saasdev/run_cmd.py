@@ -124,6 +124,7 @@ def ensure_blank_template(ws, run, conf):
     if proc.returncode:
         ws.drop_database(building)
         raise ToolError("building the Blank template failed; see %s" % logfile)
+    set_template_currency(ws, conf, building)
     ws.psql('ALTER DATABASE :"old" RENAME TO :"new";', params=[("old", building),
                                                               ("new", BLANK_TEMPLATE_DB)])
     old_store, new_store = (ws.data_dir / "filestore" / building,
@@ -132,9 +133,39 @@ def ensure_blank_template(ws, run, conf):
         old_store.rename(new_store)
 
 
+def set_template_currency(ws, conf, database):
+    """Give the template's company the seed plans' currency, as an operator does while
+    configuring a template: standby databases serve the plans of their own currency."""
+    proc = subprocess.run(
+        ws.odoo_cmd(conf, "-d", database, "--no-http", "--log-level=warn", command="shell"),
+        input="env.company.currency_id = env.ref('base.%s')\nenv.cr.commit()\n"
+              % TEMPLATE_CURRENCY,
+        text=True, capture_output=True, cwd=ws.repo, env=ws.child_env(), check=False)
+    if proc.returncode:
+        raise ToolError("setting the Blank template's currency failed:\n" + proc.stderr[-2000:])
+    ws.say("template: company currency %s (the seed plans')" % TEMPLATE_CURRENCY)
+
+
+def start_mail_catcher(ws):
+    """A loopback SMTP server that keeps every mail in .local/mail and prints its links;
+    returns the odoo.conf options that send Odoo's mail there."""
+    port = pgcluster.free_port()
+    folder = ws.local / "mail"
+    proc = subprocess.Popen([str(ws.python), str(Path(__file__).with_name("mailcatcher.py")),
+                             str(folder), str(port)], cwd=ws.repo, env=ws.child_env())
+    ws.children.append(proc)
+    ws.say("mail: Odoo's outgoing mail is caught on 127.0.0.1:%d, kept in %s (nothing leaves "
+           "this machine); each mail's links are printed here" % (port, folder))
+    return {"smtp_server": "127.0.0.1", "smtp_port": str(port)}
+
+
 #: Extra idempotent setup steps, ``fn(ws, run, conf)``, run after the manager
 #: database exists and before the server starts.
 SETUP_STEPS = [ensure_manager_db, ensure_blank_template]
+
+
+#: The currency the seed plans are priced in.
+TEMPLATE_CURRENCY = "EUR"
 
 
 def provision_demo(ws, conf, port):
@@ -157,6 +188,9 @@ def provision_demo(ws, conf, port):
     ws.say("demo instance ready (%.2f s): http://%s:%d/odoo  login %s; choose its password at "
            "%s (single use)" % (demo["seconds"] or 0, demo["host"], port, demo["login"],
                                 demo["welcome_url"]))
+    ws.say("sign-up: http://%s:%d/saas/pricing  (the Blank template keeps %d standby "
+           "databases; the verification mail's link is printed above when it is sent)"
+           % (MANAGER_DB, port, demo["pool_size"]))
 
 
 def serve(ws, conf, port):
@@ -233,8 +267,7 @@ def main(ws, run, port=8069, routing="host", workers=0):
             offsite=offsite,
             # Instances are reached on this server's port, without TLS.
             extra={"saas_instance_url_pattern": "http://{host}:%d" % port,
-                   # post_load wakes the cron workers at start (interrupted work resumes)
-                   "server_wide_modules": "base,web,saas_manager"},
+                   **start_mail_catcher(ws)},
         )
         for step in SETUP_STEPS:
             step(ws, run, conf)

@@ -183,12 +183,13 @@ def _tally_report(tally, report, returncode):
 
 #: Names the test suite gives the databases it creates (test database, template
 #: databases, clones under the tests' base domain "saas.test", and clones still
-#: under their pending name, see saas_instance.PENDING_DATABASE).  Only such
+#: under their pending name, see saas_instance.PENDING_DATABASE, standby databases, and
+#: the sign-up tour's clone).  Only such
 #: names are ever dropped by this tool, so a concurrent ./dev run or other
 #: databases on a shared server are safe.
 TEST_DATABASE_RE = re.compile(
     r"\A(saas_test_[0-9]+|saas_tpl_test_[0-9a-f]+|[a-z0-9-]+\.saas\.test"
-    r"|saas_(tmp|rst|old|drill)_[0-9]+_[0-9a-f]{8})\Z")
+    r"|saas_(tmp|rst|old|drill|pool)_[0-9]+_[0-9a-f]{8}|signup-tour\.localhost)\Z")
 
 
 def _check_leftovers(ws, tally, expected):
