@@ -52,6 +52,7 @@ def inner(count):
     # The manager is reached as <its database>.localhost (%d), each client by its host (%h).
     config.parse_config(["-c", conf, "--db-filter", "^(%h|%d)$"])
     config["max_cron_threads"] = 0
+    config["list_db"] = True  # drop_all drops through Odoo's database service
     run = uuid.uuid4().hex[:6]
     template, manager = "bench_tpl_%s" % run, "bench_mgr_%s" % run
     made = [template, manager]
@@ -81,6 +82,8 @@ def measure(registry, template, count, made, run):
             "module_names": "base,mail", "admin_login": "admin", "admin_password": "admin",
             "pool_size": 0})
         tpl.action_lock()
+        # Standbys serve the plans of their template's currency (a fresh base,mail is USD).
+        env.ref("saas_manager.plan_starter").currency_id = env.ref("base.USD")
         cr.commit()
         claims, cold, cold_login, clicks = [], [], [], []
         for index in range(count):  # interleaved: the same machine state for both

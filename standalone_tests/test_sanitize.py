@@ -158,6 +158,9 @@ def test_claim_keeps_the_language_when_the_customer_s_is_not_active(clone):
 
 
 def test_claim_refuses_a_database_without_the_placeholder(clone):
+    with clone.cursor() as cr:
+        cr.execute(CLAIM_SCHEMA)
+    clone.commit()
     with pytest.raises(ValueError):
         sanitize.claim(clone, "https://acme.example.com", placeholder="nobody@pool.invalid",
                        login="x@y.z", company={"name": "A", "email": "x@y.z"},

@@ -60,7 +60,7 @@ class TestSeedData(TransactionCase):
         self.assertEqual(root.name, "SaaS Manager")
         children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
         self.assertEqual(children, {
-            "Customers": ["Instances", "Subscriptions", "Health Checks"],
+            "Customers": ["Instances", "Subscriptions", "Health Checks", "Sign-ups"],
             "Operations": [],
             "Backups": ["Backups", "Import an Odoo Backup"],
             "Configuration": ["Templates", "Plans", "Servers", "Settings"],
