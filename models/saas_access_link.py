@@ -23,6 +23,20 @@ def token_hash(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def send_and_forget(template, res_id):
+    """Send ``template`` for ``res_id`` now and delete its mail, sent or not: the mail
+    carries a live token, so no copy may wait in the mail queue.  Returns why it was not
+    sent, or False."""
+    mail_id = template.send_mail(
+        res_id, force_send=True, raise_exception=False,
+        email_values={"model": False, "res_id": False, "auto_delete": True})
+    mail = template.env["mail.mail"].sudo().browse(mail_id).exists()
+    failure = mail and mail.state != "sent" and (mail.failure_reason or mail.state)
+    if mail:
+        mail.unlink()
+    return failure
+
+
 class SaasAccessLink(models.Model):
     _name = "saas.access.link"
     _description = "SaaS Access Link"

@@ -13,6 +13,7 @@ from odoo import models
 from odoo.exceptions import UserError
 
 from ..engine import sanitize
+from .saas_access_link import send_and_forget
 
 WELCOME = "welcome"
 #: Odoo's own default minimum (auth_password_policy); no maximum below 128.
@@ -44,13 +45,7 @@ class SaasInstance(models.Model):
         token = self.env["saas.access.link"]._issue(self, WELCOME, self.admin_login)
         url = "%s/saas/welcome#%s" % (self.get_base_url(), token)
         template = self.env.ref("saas_manager.mail_template_instance_ready")
-        mail_id = template.with_context(saas_welcome_url=url).send_mail(
-            self.id, force_send=True, raise_exception=False,
-            email_values={"model": False, "res_id": False, "auto_delete": True})
-        mail = self.env["mail.mail"].sudo().browse(mail_id).exists()
-        failure = mail and mail.state != "sent" and (mail.failure_reason or mail.state)
-        if mail:
-            mail.unlink()
+        failure = send_and_forget(template.with_context(saas_welcome_url=url), self.id)
         if failure:
             self.message_post(body=self.env._(
                 "The welcome mail to %(partner)s could not be sent (%(reason)s); its link was "

@@ -14,7 +14,6 @@ a trial subscription (one trial per customer, as ever), and a provisioning
 that takes a standby database when one is ready (see ``saas_instance_pool``).
 """
 
-import hashlib
 import secrets
 from datetime import timedelta
 
@@ -23,7 +22,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import email_normalize
 
 from ..engine import naming
-from .saas_access_link import TOKEN_RE
+from .saas_access_link import TOKEN_RE, send_and_forget, token_hash
 
 #: Longest company name accepted (the instance's and its company's name).
 MAX_COMPANY_NAME = 100
@@ -35,10 +34,6 @@ SIGNUP_STATES = [
     ("verified", "Verified"),
     ("failed", "Failed"),
 ]
-
-
-def _hash(token):
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class SaasSignup(models.Model):
@@ -111,7 +106,7 @@ class SaasSignup(models.Model):
         token = secrets.token_urlsafe(32)
         hours = self.env["saas.settings"]._get("saas.signup_link_hours")
         signup = self.sudo().create({**vals, "remote_addr": remote_addr,
-                                     "token_hash": _hash(token),
+                                     "token_hash": token_hash(token),
                                      "expires_at": now + timedelta(hours=hours)})
         signup._send_verification(token)
         return signup
@@ -148,14 +143,8 @@ class SaasSignup(models.Model):
         template = self.env.ref("saas_manager.mail_template_signup_verify")
         # Rendered as the superuser: the visitor is the public user, who has no address
         # to send from.
-        mail_id = template.with_user(SUPERUSER_ID).with_context(saas_verify_url=url).send_mail(
-            self.id, force_send=True, raise_exception=False,
-            email_values={"model": False, "res_id": False, "auto_delete": True})
-        mail = self.env["mail.mail"].sudo().browse(mail_id).exists()
-        failure = mail and mail.state != "sent" and (mail.failure_reason or mail.state)
-        if mail:
-            mail.unlink()
-        if failure:
+        if send_and_forget(template.with_user(SUPERUSER_ID).with_context(saas_verify_url=url),
+                           self.id):
             raise UserError(self.env._("We could not send the e-mail to %(email)s just now. "
                                        "Try again in a few minutes.", email=self.email))
 
@@ -177,7 +166,7 @@ class SaasSignup(models.Model):
             return self.browse()
         self.env.cr.execute(
             "SELECT id FROM saas_signup WHERE token_hash = %s AND state = 'pending' "
-            "AND expires_at > (now() AT TIME ZONE 'UTC') FOR UPDATE", (_hash(token),))
+            "AND expires_at > (now() AT TIME ZONE 'UTC') FOR UPDATE", (token_hash(token),))
         row = self.env.cr.fetchone()
         if not row:
             return self.browse()
