@@ -210,8 +210,10 @@ def serve(ws, conf, port):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # Odoo gets its own session so that the terminal's Ctrl-C reaches only us and
     # Odoo receives exactly one SIGINT (a second one would force a hard stop).
-    proc = subprocess.Popen(ws.odoo_cmd(conf), cwd=ws.repo, env=ws.child_env(),
-                            start_new_session=True)
+    # "-d": a threaded Odoo runs the crons of loaded registries only; loading the
+    # manager's at start lets its runner work before anyone opens a page.
+    proc = subprocess.Popen(ws.odoo_cmd(conf, "-d", MANAGER_DB), cwd=ws.repo,
+                            env=ws.child_env(), start_new_session=True)
     threading.Thread(target=provision_demo, args=(ws, conf, port), daemon=True).start()
     try:
         return proc.wait()
