@@ -1,13 +1,13 @@
 {
     "name": "SaaS Manager",
-    "version": "18.0.1.3.0",
+    "version": "18.0.1.4.0",
     "category": "Services/SaaS",
     "summary": "Run an Odoo SaaS business: one database per client, cloned from templates",
     "author": "saas_manager developers",
     "website": "https://github.com/saas-manager/saas_manager",
     "license": "LGPL-3",
     "development_status": "Alpha",
-    "depends": ["base", "bus", "mail", "portal", "account"],
+    "depends": ["base", "bus", "mail", "portal", "account", "account_payment"],
     "external_dependencies": {
         "python": ["psycopg2", "odoorpc", "requests", "cryptography", "boto3"],
     },

@@ -1,6 +1,17 @@
-"""Wake the cron workers right after the server starts, so interrupted work resumes.
+"""What saas_manager does in every server process, loaded server-wide.
 
-Odoo's cron workers sleep up to 60 to 70 s before their first look at the
+Three things: suspended hosts get their page, the cron workers are woken
+right after the start, and the threaded cron loop is made safe.
+
+A request whose host has no database (Odoo does not list a suspended
+database, which refuses connections) is answered with that host's
+suspension page when the manager has written one (``engine.suspension``),
+with status 503, instead of Odoo's database selector.  This is a wrapper of
+``Request._serve_nodb``, Odoo's own path for requests without a database:
+it costs one failed ``open()`` for those requests and nothing for the rest.
+
+The cron workers are woken right after the start, so interrupted work
+resumes: Odoo's cron workers sleep up to 60 to 70 s before their first look at the
 databases, so a provisioning or build interrupted by a restart would wait
 that long.  Loaded as a server-wide module (``server_wide_modules =
 base,web,saas_manager``, see CONFIGURATION.md), saas_manager's ``post_load``
@@ -28,9 +39,11 @@ import collections
 import logging
 import threading
 
-from odoo import sql_db
+from odoo import http, sql_db
 from odoo.modules.registry import Registry
+from odoo.tools import config
 
+from .engine import suspension
 from .models.saas_settings import prefork, runs_crons
 
 _logger = logging.getLogger(__name__)
@@ -56,7 +69,26 @@ def protect_registry_iteration():
             registries.d = SnapshotItems(registries.d)
 
 
+def serve_suspension_pages():
+    """Wrap ``Request._serve_nodb`` once (see the module docstring)."""
+    serve_nodb = http.Request._serve_nodb
+    if getattr(serve_nodb, "saas_suspension_pages", False):
+        return
+
+    def _serve_nodb(request):
+        host = request.httprequest.host.partition(":")[0]
+        page = suspension.read(config["data_dir"], host)
+        if page is None:
+            return serve_nodb(request)
+        return http.Response(page, status=suspension.STATUS, headers=[
+            ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")])
+
+    _serve_nodb.saas_suspension_pages = True
+    http.Request._serve_nodb = _serve_nodb
+
+
 def post_load():
+    serve_suspension_pages()
     if _scheduled or not runs_crons():
         return
     if not prefork():

@@ -27,11 +27,16 @@ class SaasBackupDownload(http.Controller):
         if not backup:
             raise request.not_found()
         backup.check_access("read")
-        handle, filename, size = backup._saas_download(fmt)
-        response = request.make_response(
-            wrap_file(request.httprequest.environ, handle),
-            headers=[("Content-Type", FORMATS[fmt]), ("Content-Length", str(size)),
-                     ("Content-Disposition", http.content_disposition(filename)),
-                     ("Cache-Control", "no-store")])
-        response.direct_passthrough = True
-        return response
+        return download_response(backup, fmt)
+
+
+def download_response(backup, fmt):
+    """A streamed response with ``backup``'s files in ``fmt`` (the caller checked access)."""
+    handle, filename, size = backup._saas_download(fmt)
+    response = request.make_response(
+        wrap_file(request.httprequest.environ, handle),
+        headers=[("Content-Type", FORMATS[fmt]), ("Content-Length", str(size)),
+                 ("Content-Disposition", http.content_disposition(filename)),
+                 ("Cache-Control", "no-store")])
+    response.direct_passthrough = True
+    return response

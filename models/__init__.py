@@ -20,12 +20,15 @@ from . import saas_plan
 from . import saas_subscription
 from . import saas_subscription_invoicing
 from . import saas_subscription_lifecycle
+from . import saas_subscription_portal
 from . import saas_instance
 from . import saas_instance_server
 from . import saas_instance_provisioning
 from . import saas_instance_pool
 from . import saas_instance_login
 from . import saas_instance_access
+from . import saas_instance_suspension
+from . import saas_instance_portal
 from . import saas_instance_backup
 from . import saas_instance_restore
 from . import saas_instance_usage

@@ -116,6 +116,7 @@ class SaasInstance(models.Model):
                 # It now decides: lifting the limits no longer gives access back.
                 # (An operator's manual suspension stays theirs to lift.)
                 self.suspension_reason = reason
+                self._saas_publish_suspension_page()
             return
         if self.state != "active":
             raise UserError(self.env._("%(name)s is not active.", name=self.name))
@@ -123,6 +124,7 @@ class SaasInstance(models.Model):
             self._set_connections(False)
         self.write({"state": "suspended", "suspension_reason": reason,
                     "suspended_on": fields.Datetime.now()})
+        self._saas_publish_suspension_page()
         self._notify("saas_manager.mail_template_instance_suspended")
 
     def _saas_op_reactivate(self, run):
@@ -130,6 +132,7 @@ class SaasInstance(models.Model):
             raise UserError(self.env._("%(name)s is not suspended.", name=self.name))
         with run.step("unblock"):
             self._set_connections(True)
+        self._saas_withdraw_suspension_page()
         values = {"state": "active", "suspension_reason": False, "suspended_on": False}
         if self.suspension_reason in LIMIT_REASONS:
             # A fresh grace period to get back under the limit.
@@ -200,6 +203,7 @@ class SaasInstance(models.Model):
                     self._provision_remove_database()
         with run.step("proxy"):
             self._provision_remove_proxy()
+            self._saas_withdraw_suspension_page()
         self.write({"state": "terminated", "terminated_on": fields.Datetime.now(),
                     "health_status": "unknown"})
         self.subscription_ids._saas_instance_terminated()

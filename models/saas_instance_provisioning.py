@@ -252,6 +252,14 @@ class SaasInstance(models.Model):
         settings = self._saas_proxy_settings()
         if not settings["folder"]:
             return
+        for name, text in self._saas_proxy_texts(settings).items():
+            path = os.path.join(settings["folder"], name)
+            previous = proxy.apply(path, text, settings["validate"], settings["reload"])
+            run.undo.append(lambda path=path, previous=previous: proxy.restore(
+                path, previous, settings["reload"]))
+
+    def _saas_proxy_texts(self, settings):
+        """``{file name: nginx text}``: the wildcard file, and the custom domain's if any."""
         texts = {proxy.WILDCARD_FILE: proxy.render_wildcard(
             self._saas_params()["base_domain"], settings["upstream"],
             settings["websocket_upstream"], settings["certificate"], settings["key"])}
@@ -260,11 +268,7 @@ class SaasInstance(models.Model):
                 self.custom_domain, self.host,
                 settings["certificate_pattern"].format(domain=self.custom_domain),
                 settings["key_pattern"].format(domain=self.custom_domain))
-        for name, text in texts.items():
-            path = os.path.join(settings["folder"], name)
-            previous = proxy.apply(path, text, settings["validate"], settings["reload"])
-            run.undo.append(lambda path=path, previous=previous: proxy.restore(
-                path, previous, settings["reload"]))
+        return texts
 
     def _provision_names(self):
         """Check that the names still follow the settings before anything is created."""

@@ -70,6 +70,12 @@ class SaasLifecycleMixin(models.AbstractModel):
     def _testing():
         return getattr(threading.current_thread(), "testing", False)
 
+    def _saas_portal_url(self):
+        """The customer's page of this record in the manager's portal (mails link to it)."""
+        self.ensure_one()
+        path = {"saas.instance": "instances", "saas.subscription": "subscriptions"}[self._name]
+        return "%s/my/%s/%d" % (self.get_base_url(), path, self.id)
+
     def _notify(self, template_xmlid):
         """Send a mail template to the customer; the mail stays in the chatter."""
         template = self.env.ref(template_xmlid)

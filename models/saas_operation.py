@@ -68,6 +68,7 @@ OPERATION_KINDS = [
     ("restore", "Restore"),
     ("drill", "Restore Drill"),
     ("pool_fill", "Standby Pool Fill"),
+    ("domain", "Custom Domain"),
 ]
 #: Kinds run by the backup runner; the main runner runs the others.
 BACKUP_KINDS = ("backup", "drill")

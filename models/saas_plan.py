@@ -20,6 +20,10 @@ class SaasPlan(models.Model):
     storage_gb = fields.Integer(
         string="Storage (GB)", default=0,
         help="Database plus filestore size allowed, in GB; 0 = unlimited.")
+    company_id = fields.Many2one(
+        "res.company", index=True,
+        help="The company that sells this plan; empty: every company's subscriptions may "
+             "use it.")
     currency_id = fields.Many2one(
         "res.currency", required=True, default=lambda self: self.env.company.currency_id)
     price_monthly = fields.Monetary(string="Monthly Price", currency_field="currency_id")

@@ -48,6 +48,8 @@ SETTINGS = {
     "saas.signup_ip_limit": (int, 10),      # sign-up forms sent per address and hour
     "saas.signup_email_limit": (int, 5),    # sign-up forms sent per e-mail and day
     "saas.signup_terms_url": (str, ""),
+    # Customer portal (controllers/portal.py): backups a customer may ask for per day.
+    "saas.portal_backups_per_day": (int, 2),
     "saas.operation_max_attempts": (int, 5),
     "saas.operation_retry_seconds": (int, 30),
     # Days a backup of each kind is kept (saas.backup.expires_on); 0 = for good.

@@ -20,3 +20,4 @@ from . import test_backup_schedule
 from . import test_restore
 from . import test_pool
 from . import test_signup
+from . import test_portal

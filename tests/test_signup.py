@@ -65,6 +65,30 @@ class SignupCase(ServedClonesCase):
         self.sent.append({"to": email_to, "subject": subject, "body": body})
         return build_email(server, email_from, email_to, subject, body, **kwargs)
 
+    def let_browser_reach(self, hosts):
+        """Odoo's test browser answers 404 to every host but 127.0.0.1 and gives only that
+        host the test's request cookie: ``hosts`` (loopback too) get both, and the
+        manager's host the session a tour logs in with."""
+        pause, set_cookie = ChromeBrowser._handle_request_paused, ChromeBrowser.set_cookie
+
+        def handle_request_paused(browser, **params):
+            if urlsplit(params["request"]["url"]).hostname in hosts:
+                browser._websocket_send("Fetch.continueRequest",
+                                        params={"requestId": params["requestId"]})
+            else:
+                pause(browser, **params)
+
+        def set_cookie_too(browser, name, value, path, domain):
+            set_cookie(browser, name, value, path, domain)
+            if name == TEST_CURSOR_COOKIE_NAME:
+                for host in hosts:
+                    set_cookie(browser, name, value, path, host)
+            elif name == "session_id":  # a tour's login: the manager is the test database
+                set_cookie(browser, name, value, path, self.manager_host)
+
+        self.patch(ChromeBrowser, "_handle_request_paused", handle_request_paused)
+        self.patch(ChromeBrowser, "set_cookie", set_cookie_too)
+
     # -- the visitor's requests --------------------------------------------------------
     def manager(self, path, data=None, session=None, **kwargs):
         """A request to the manager in this visitor's browser (POSTs get a CSRF token)."""
@@ -398,27 +422,6 @@ class TestSignupTour(SignupCase):
     def setUp(self):
         super().setUp()
         self.let_browser_reach((self.manager_host, "signup-tour.localhost"))
-
-    def let_browser_reach(self, hosts):
-        """Odoo's test browser answers 404 to every host but 127.0.0.1 and gives only that
-        host the test's request cookie: ``hosts`` (loopback too) get both."""
-        pause, set_cookie = ChromeBrowser._handle_request_paused, ChromeBrowser.set_cookie
-
-        def handle_request_paused(browser, **params):
-            if urlsplit(params["request"]["url"]).hostname in hosts:
-                browser._websocket_send("Fetch.continueRequest",
-                                        params={"requestId": params["requestId"]})
-            else:
-                pause(browser, **params)
-
-        def set_cookie_too(browser, name, value, path, domain):
-            set_cookie(browser, name, value, path, domain)
-            if name == TEST_CURSOR_COOKIE_NAME:
-                for host in hosts:
-                    set_cookie(browser, name, value, path, host)
-
-        self.patch(ChromeBrowser, "_handle_request_paused", handle_request_paused)
-        self.patch(ChromeBrowser, "set_cookie", set_cookie_too)
 
     def test_signup_tour(self):
         port = config["http_port"]

@@ -19,6 +19,7 @@ class SaasSubscriptionChange(models.TransientModel):
     current_plan_id = fields.Many2one(related="subscription_id.plan_id", string="Current Plan")
     current_period = fields.Selection(related="subscription_id.period", string="Current Period")
     currency_id = fields.Many2one(related="subscription_id.currency_id")
+    company_id = fields.Many2one(related="subscription_id.company_id")
     plan_id = fields.Many2one("saas.plan", string="New Plan", required=True)
     period = fields.Selection([("monthly", "Monthly"), ("yearly", "Yearly")], required=True,
                               string="New Period",
@@ -54,6 +55,11 @@ class SaasSubscriptionChange(models.TransientModel):
             raise UserError(self.env._("Only draft or running subscriptions change plan."))
         if (self.plan_id, self.period) == (sub.plan_id, sub.period):
             raise UserError(self.env._("This is already the subscription's plan."))
+        sub._check_plan_offered(self.plan_id)
+        if self.timing == "renewal" and (self.plan_id, self.period) == (
+                sub.next_plan_id, sub.next_period):
+            raise UserError(self.env._("This change is already planned for %(date)s.",
+                                       date=sub.date_end))
         sub = sub.sudo()
         if self.timing == "renewal":
             sub.write({"next_plan_id": self.plan_id.id, "next_period": self.period})

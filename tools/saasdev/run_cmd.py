@@ -83,8 +83,9 @@ def ensure_manager_db(ws, run, conf):
             conf,
             "-d",
             MANAGER_DB,
-            action,
-            "saas_manager",
+            # Odoo's demo payment provider, so that the portal's Pay buttons work here.
+            *(["-u", "saas_manager", "-i", "payment_demo"] if action == "-u"
+              else ["-i", "saas_manager,payment_demo"]),
             "--stop-after-init",
             "--logfile",
             str(logfile),

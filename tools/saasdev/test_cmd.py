@@ -138,7 +138,8 @@ def run_odoo_suite(ws, run, tags=DEFAULT_TAGS):
             "-d",
             database,
             "-i",
-            "saas_manager",
+            # Odoo's demo payment provider: the portal tour pays an invoice with it.
+            "saas_manager,payment_demo",
             "--test-enable",
             "--test-tags",
             tags,
