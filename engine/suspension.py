@@ -56,7 +56,7 @@ a.button {{ display: inline-block; background: #714b67; color: #fff; text-decora
 </head>
 <body>
 <main>
-<p class="company">{company}</p>
+<p class="company">{company} · {host}</p>
 <h1>{title}</h1>
 <p class="reason" id="saas_suspension_reason">{reason}</p>
 <p>{body}</p>
@@ -78,7 +78,7 @@ def page_path(data_dir, host):
 
 
 #: What a page says, each a text: :func:`render` takes them all, by name.
-FIELDS = ("lang", "company", "title", "reason", "body", "portal_url", "portal_label",
+FIELDS = ("lang", "company", "host", "title", "reason", "body", "portal_url", "portal_label",
           "contact")
 
 

@@ -19,14 +19,16 @@ class SaasInstance(models.Model):
 
     # -- usage, as the portal shows it ----------------------------------------------
     def _portal_usage(self):
-        """Bars: [(label, used, allowed or 0, percent, unit)], 0 allowed = unlimited."""
+        """Bars: [(label, used, allowed, percent)], the figures as text (no limit: no bar)."""
         self.ensure_one()
-        storage_allowed = self.storage_limit_gb * 1024
+        unlimited = self.env._("unlimited")
+        storage_allowed_mb = self.storage_limit_gb * 1024
         return [
-            (self.env._("Users"), self.user_count, self.user_limit,
-             _percent(self.user_count, self.user_limit), ""),
-            (self.env._("Storage"), round(self.storage_mb), storage_allowed,
-             _percent(self.storage_mb, storage_allowed), "MB"),
+            (self.env._("Users"), str(self.user_count), str(self.user_limit or unlimited),
+             _percent(self.user_count, self.user_limit)),
+            (self.env._("Storage"), "%d MB" % round(self.storage_mb),
+             "%d GB" % self.storage_limit_gb if self.storage_limit_gb else unlimited,
+             _percent(self.storage_mb, storage_allowed_mb)),
         ]
 
     def _portal_backups(self):

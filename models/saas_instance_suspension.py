@@ -46,7 +46,7 @@ class SaasInstance(models.Model):
         reason, body = self._saas_suspension_texts()
         contact = " · ".join(filter(None, [company.email, company.phone]))
         return suspension.render(
-            lang=(env.lang or "en_US").replace("_", "-"), company=company.name,
+            lang=(env.lang or "en_US").replace("_", "-"), company=company.name, host=self.host,
             title=env._("This service is suspended"), reason=reason, body=body,
             portal_url="%s/my/instances/%d" % (self.get_base_url(), self.id),
             portal_label=env._("Go to your customer portal"),

@@ -8,7 +8,7 @@ from engine import dns, suspension
 
 
 def page(**overrides):
-    values = {"lang": "en", "company": "SaaS & Co", "title": "This service is suspended",
+    values = {"lang": "en", "company": "SaaS & Co", "host": "acme.example.com", "title": "This service is suspended",
               "reason": "An invoice is overdue.", "body": "Pay it to get access back.",
               "portal_url": "https://manager.example.com/my/instances/7",
               "portal_label": "Pay", "contact": "billing@example.com"}
@@ -22,6 +22,12 @@ def test_page_escapes_every_value():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'href="x&quot; onclick=&quot;evil()"' in html
     assert "An invoice is overdue." in html
+    assert "&lt;/script&gt; · acme.example.com" in html
+
+
+def test_page_needs_every_field():
+    with pytest.raises(TypeError, match="missing page fields: contact"):
+        suspension.render(**{name: "x" for name in suspension.FIELDS if name != "contact"})
 
 
 def test_publish_read_withdraw(tmp_path):

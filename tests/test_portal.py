@@ -70,7 +70,8 @@ class TestPortalPages(PortalCase):
         page = self.url_open("/my/instances/%d" % self.acme["instance"].id)
         self.assertEqual(page.status_code, 200)
         self.assertIn("Starter", page.text)
-        self.assertRegex(page.text, r"o_saas_usage_figures\">\s*2\s*/\s*5")  # users 2 of 5
+        self.assertIn('o_saas_usage_figures">2 / 5<', page.text)
+        self.assertIn('o_saas_usage_figures">1024 MB / 10 GB<', page.text)
         self.assertIn("width: 40%", page.text)
         self.assertIn("width: 10%", page.text)  # 1024 MB of the 10 GB
         self.assertIn("o_saas_backup_now", page.text)
@@ -106,7 +107,10 @@ class TestPortalPages(PortalCase):
         for url, data in (("/my/instances/%d/backup" % instance.id, {}),
                           ("/my/instances/%d/domain" % instance.id, {"domain": "x.acme.test"}),
                           ("/my/instances/%d/open" % instance.id, {}),
+                          ("/my/instances/%d/domain/check" % instance.id, {}),
                           ("/my/subscriptions/%d/cancel" % sub.id, {}),
+                          ("/my/subscriptions/%d/keep" % sub.id, {}),
+                          ("/my/subscriptions/%d/renew" % sub.id, {}),
                           ("/my/subscriptions/%d/change" % sub.id,
                            {"plan_id": self.professional.id, "period": "monthly",
                             "amount": "0"})):
