@@ -8,7 +8,8 @@ from engine import dns, suspension
 
 
 def page(**overrides):
-    values = {"lang": "en", "company": "SaaS & Co", "host": "acme.example.com", "title": "This service is suspended",
+    values = {"lang": "en", "company": "SaaS & Co", "host": "acme.example.com",
+              "title": "This service is suspended",
               "reason": "An invoice is overdue.", "body": "Pay it to get access back.",
               "portal_url": "https://manager.example.com/my/instances/7",
               "portal_label": "Pay", "contact": "billing@example.com"}

@@ -8,7 +8,7 @@ from odoo.tools import config
 
 from ..engine import suspension
 from .common import LiveInstanceCase, OperationChecks, ServerKeyCase
-from .test_signup import SignupCase
+from .test_signup import SignupCase, landed_as
 
 
 class PortalCase(OperationChecks, ServerKeyCase, HttpCase):
@@ -362,17 +362,7 @@ class TestPortalTour(SignupCase):
         clone = "portal-tour.localhost:%s" % config["http_port"]
         self.browser_js(
             "%s/my/instances/%d" % (manager, instance.id),
-            code="""(async () => {
-                const response = await fetch("/web/session/get_session_info", {
-                    method: "POST", headers: {"Content-Type": "application/json"},
-                    body: JSON.stringify({jsonrpc: "2.0", params: {}})});
-                const info = (await response.json()).result;
-                if (info.username === "%s" && info.db === "portal-tour.localhost") {
-                    console.log("test successful");
-                } else {
-                    console.error("landed as " + JSON.stringify([info.username, info.db]));
-                }
-            })()""" % instance.admin_login,
+            code=landed_as(instance.admin_login, "portal-tour.localhost"),
             ready="""(() => {
                 if (location.host === "%s") {
                     return !!document.querySelector(".o_main_navbar");

@@ -1,3 +1,4 @@
+import json
 import re
 import uuid
 from contextlib import contextmanager
@@ -17,6 +18,22 @@ from odoo.tools import config, mute_logger
 
 from ..controllers import signup as signup_controller
 from .common import ServedClonesCase
+
+
+def landed_as(login, database):
+    """Browser code: "test successful" when the page's session is ``login`` on ``database``."""
+    return """(async () => {
+        const response = await fetch("/web/session/get_session_info", {
+            method: "POST", headers: {"Content-Type": "application/json"},
+            body: JSON.stringify({jsonrpc: "2.0", params: {}})});
+        const info = (await response.json()).result;
+        if (info.username === %s && info.db === %s) {
+            console.log("test successful");
+        } else {
+            console.error("landed as " + JSON.stringify([info.username, info.db]));
+        }
+    })()""" % (json.dumps(login), json.dumps(database))
+
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 VERIFY_RE = re.compile(r"/saas/signup/verify#([A-Za-z0-9_-]{43})")
@@ -437,17 +454,7 @@ class TestSignupTour(SignupCase):
         link = next(VERIFY_RE.search(mail["body"]) for mail in self.sent)
         self.browser_js(
             "%s/saas/signup/verify#%s" % (manager, link.group(1)),
-            code="""(async () => {
-                const response = await fetch("/web/session/get_session_info", {
-                    method: "POST", headers: {"Content-Type": "application/json"},
-                    body: JSON.stringify({jsonrpc: "2.0", params: {}})});
-                const info = (await response.json()).result;
-                if (info.username === "tour@example.com" && info.db === "signup-tour.localhost") {
-                    console.log("test successful");
-                } else {
-                    console.error("landed as " + JSON.stringify([info.username, info.db]));
-                }
-            })()""",
+            code=landed_as("tour@example.com", "signup-tour.localhost"),
             ready="location.host === 'signup-tour.localhost:%s' && "
                   "location.pathname.startsWith('/odoo') && "
                   "!!document.querySelector('.o_main_navbar')" % port)
