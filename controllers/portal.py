@@ -40,7 +40,7 @@ class SaasCustomerPortal(CustomerPortal):
         values = super()._prepare_home_portal_values(counters)
         for counter, model, domain in (
                 ("instance_count", "saas.instance", self._saas_instance_domain()),
-                ("subscription_count", "saas.subscription", [("state", "!=", "draft")])):
+                ("subscription_count", "saas.subscription", self._saas_subscription_domain())):
             if counter in counters:
                 Model = request.env[model]
                 values[counter] = Model.search_count(domain) \
@@ -51,12 +51,22 @@ class SaasCustomerPortal(CustomerPortal):
     def _saas_instance_domain():
         return [("state", "not in", ("draft", "terminated"))]
 
+    @staticmethod
+    def _saas_subscription_domain():
+        """A draft subscription is the operator's work in progress: not shown."""
+        return [("state", "!=", "draft")]
+
     def _saas_record(self, model, record_id):
-        """The record as superuser once the portal user may read it, else None."""
+        """The record as superuser once the portal user may read it (and it is not a
+        draft subscription), else None."""
         try:
-            return self._document_check_access(model, record_id)
+            record = self._document_check_access(model, record_id)
         except (AccessError, MissingError):
             return None
+        if model == "saas.subscription" and not record.filtered_domain(
+                self._saas_subscription_domain()):
+            return None
+        return record
 
     def _saas_back(self, record, error=None, done=None):
         """Back to the record's page, saying what happened."""
@@ -90,7 +100,7 @@ class SaasCustomerPortal(CustomerPortal):
             raise
         return result
 
-    def _saas_page(self, template, record, page_name, **values):
+    def _saas_page(self, template, page_name, **values):
         values = dict(self._prepare_portal_layout_values(), page_name=page_name,
                       saas_error=request.params.get("saas_error"),
                       saas_done=str(DONE.get(request.params.get("saas_done"), "")), **values)
@@ -111,7 +121,7 @@ class SaasCustomerPortal(CustomerPortal):
         instance = self._saas_record("saas.instance", instance_id)
         if not instance:
             return request.redirect("/my")
-        return self._saas_page("saas_manager.portal_my_instance", instance, "saas_instance",
+        return self._saas_page("saas_manager.portal_my_instance", "saas_instance",
                                instance=instance, usage=instance._portal_usage(),
                                backups=instance._portal_backups())
 
@@ -173,7 +183,7 @@ class SaasCustomerPortal(CustomerPortal):
         values = self._prepare_portal_layout_values()
         values.update({
             "subscriptions": request.env["saas.subscription"].search(
-                [("state", "!=", "draft")]),
+                self._saas_subscription_domain()),
             "page_name": "saas_subscriptions",
         })
         return request.render("saas_manager.portal_my_subscriptions", values)
@@ -182,9 +192,9 @@ class SaasCustomerPortal(CustomerPortal):
            website=True)
     def portal_my_subscription(self, subscription_id, **_kwargs):
         sub = self._saas_record("saas.subscription", subscription_id)
-        if not sub or sub.state == "draft":
+        if not sub:
             return request.redirect("/my")
-        return self._saas_page("saas_manager.portal_my_subscription", sub, "saas_subscription",
+        return self._saas_page("saas_manager.portal_my_subscription", "saas_subscription",
                                subscription=sub, plans=sub._portal_plans())
 
     @route(["/my/subscriptions/<int:subscription_id>/change"], type="http", auth="user",
@@ -193,7 +203,7 @@ class SaasCustomerPortal(CustomerPortal):
                                    amount=None, **_kwargs):
         """GET: what the change would do; POST: do it (the amount shown must still hold)."""
         sub = self._saas_record("saas.subscription", subscription_id)
-        if not sub or sub.state == "draft":
+        if not sub:
             return request.redirect("/my")
         plan = request.env["saas.plan"].sudo().browse(_to_int(plan_id))
         if period not in ("monthly", "yearly"):
@@ -201,7 +211,7 @@ class SaasCustomerPortal(CustomerPortal):
         try:
             if request.httprequest.method != "POST":
                 return self._saas_page(
-                    "saas_manager.portal_subscription_change", sub, "saas_subscription",
+                    "saas_manager.portal_subscription_change", "saas_subscription",
                     subscription=sub, change=sub._portal_change_preview(plan, period))
             invoice = self._saas_atomic(
                 sub, lambda s: s._portal_change(plan, period, _to_float(amount)))
@@ -216,7 +226,7 @@ class SaasCustomerPortal(CustomerPortal):
            type="http", auth="user", methods=["POST"], website=True)
     def portal_subscription_action(self, subscription_id, action, **_kwargs):
         sub = self._saas_record("saas.subscription", subscription_id)
-        if not sub or sub.state == "draft":
+        if not sub:
             return request.redirect("/my")
         if action != "renew":
             method = "action_cancel_at_period_end" if action == "cancel" else "action_undo_cancel"
