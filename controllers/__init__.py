@@ -3,3 +3,4 @@ from . import backup
 from . import login
 from . import signup
 from . import portal
+from . import metrics

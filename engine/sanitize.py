@@ -150,8 +150,9 @@ def close_public_signup(cr):
 def sanitize(conn, url, admin=None):
     """Run every applicable statement on the clone behind ``conn``; commit; return them.
 
-    ``url`` is the instance's public URL (``https://host``).  ``admin``, when
-    given, is ``(template_login, customer_login)`` for :func:`hand_over_admin`.
+    ``url`` is the instance's public URL (``https://host``, ``http://host:8069``).
+    ``admin``, when given, is ``(template_login, customer_login)`` for
+    :func:`hand_over_admin`.
     """
     if not isinstance(url, str) or not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]+)?", url):
         raise ValueError("invalid instance URL %r" % url)

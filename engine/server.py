@@ -20,7 +20,9 @@ from . import filestore
 #: libpq environment variables for the psycopg2 keywords they stand for.
 PG_ENV_VARS = (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
                ("password", "PGPASSWORD"), ("sslmode", "PGSSLMODE"))
-DEFAULT_INSTANCE_URL_PATTERN = "https://{host}"
+#: Schemes an instance's public URL may use, with the port each implies (left out of URLs).
+PUBLIC_SCHEMES = {"https": 443, "http": 80}
+MAX_PORT = 65535
 DEFAULT_BUILD_TIMEOUT = 7200
 
 
@@ -62,7 +64,10 @@ class Server:
     db_owner: str | None = None
     backup_dir: str = ""
     log_dir: str = ""
-    instance_url_pattern: str = DEFAULT_INSTANCE_URL_PATTERN
+    #: How customers reach an instance: ``<public_scheme>://<host>[:<public_port>]``
+    #: (port 0: the scheme's own, left out).
+    public_scheme: str = "https"
+    public_port: int = 0
     proxy: Proxy | None = None
     #: How child Odoo processes (template builds) run against this cluster: the
     #: configuration file they read (None: options on the command line only),
@@ -74,6 +79,12 @@ class Server:
     def __post_init__(self):
         if not self.data_dir:
             raise ValueError("server %s: no data_dir" % self.name)
+        if self.public_scheme not in PUBLIC_SCHEMES:
+            raise ValueError("server %s: saas_public_scheme must be http or https, not %r"
+                             % (self.name, self.public_scheme))
+        if not 0 <= self.public_port <= MAX_PORT:
+            raise ValueError("server %s: saas_public_port %r is not a TCP port"
+                             % (self.name, self.public_port))
         params = {key: value for key, value in dict(self.pg).items()
                   if value not in (None, "", False)}
         object.__setattr__(self, "pg", MappingProxyType(params))
@@ -96,9 +107,13 @@ class Server:
         ``config.filestore``."""
         return filestore.filestore_path(self.data_dir, database)
 
-    def instance_url(self, host):
-        """The public address of an instance (``{host}`` replaced in the pattern)."""
-        return self.instance_url_pattern.replace("{host}", host)
+    def public_url(self, host):
+        """The address customers use for ``host``: every public link to an instance or
+        a template database is built here."""
+        port = self.public_port
+        if port in (0, PUBLIC_SCHEMES[self.public_scheme]):
+            return "%s://%s" % (self.public_scheme, host)
+        return "%s://%s:%d" % (self.public_scheme, host, port)
 
     @property
     def address(self):

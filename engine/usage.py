@@ -14,6 +14,8 @@ reported as an error.  One database failing (missing, unreachable, not an
 Odoo database) sets the ``error`` of its own :class:`Usage` only.
 """
 
+import os
+import shutil
 from dataclasses import dataclass
 
 import psycopg2
@@ -184,3 +186,12 @@ def measure(params, databases, data_dir, count_users=True):
         except (psycopg2.Error, pg.PgError) as exc:
             _add_error(usage, "users: %s" % _reason(exc))
     return result
+
+
+def disk_space(path):
+    """``(total, free)`` bytes of the filesystem holding ``path`` (its nearest existing
+    parent: a data dir not made yet still has a disk), as an unprivileged user sees it."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    usage = shutil.disk_usage(path or "/")
+    return usage.total, usage.free

@@ -4,6 +4,7 @@ from . import saas_secret_mixin
 from . import saas_server_mixin
 from . import saas_server
 from . import saas_lifecycle_mixin
+from . import saas_incident
 from . import saas_operation
 from . import saas_operation_step
 from . import saas_operation_mixin
@@ -21,6 +22,8 @@ from . import saas_subscription
 from . import saas_subscription_invoicing
 from . import saas_subscription_lifecycle
 from . import saas_subscription_portal
+from . import saas_subscription_log
+from . import saas_subscription_analytics
 from . import saas_instance
 from . import saas_instance_server
 from . import saas_instance_provisioning
@@ -38,6 +41,10 @@ from . import saas_instance_welcome
 from . import saas_access_link
 from . import saas_rate_limit
 from . import saas_signup
+from . import saas_metrics
 from . import account_move
 from . import res_partner
 from . import res_config_settings
+from . import saas_dashboard
+from . import ir_http
+from . import mail_mail

@@ -78,6 +78,9 @@ class SaasBackup(models.Model):
                            "drill_report": self._saas_drill_text(report)})
         if not report.ok:
             self._saas_drill_alert()
+        else:
+            self.env["saas.incident"]._saas_resolve("drill", self.instance_id, self.env._(
+                "Backup %(backup)s passed its restore drill.", backup=self.display_name))
         return report
 
     def _saas_drill_text(self, report):
@@ -92,12 +95,11 @@ class SaasBackup(models.Model):
         return "\n".join([text, *getattr(report, "notes", [])])
 
     def _saas_drill_alert(self):
+        """In the instance's chatter, and an incident: a backup that does not restore
+        is a problem until a later drill passes."""
         instance = self.instance_id
         summary = self.env._("Backup %(backup)s failed its restore drill",
                              backup=self.display_name)
         instance.message_post(body=self.env._("%(summary)s: %(report)s", summary=summary,
                                               report=self.drill_report))
-        # The responsible, else whoever created the instance (the cron runs as OdooBot).
-        instance.activity_schedule(
-            "mail.mail_activity_data_todo", user_id=(instance.user_id or instance.create_uid).id,
-            summary=summary, note=self.drill_report)
+        self.env["saas.incident"]._saas_open("drill", instance, summary, self.drill_report)

@@ -14,6 +14,8 @@ INSTANCE_STATES = [
 ]
 #: States in which the client database may not exist yet, so names may change.
 RENAMEABLE_STATES = ("draft", "failed")
+#: States in which an instance serves no database, so its record may be deleted.
+DELETABLE_STATES = ("draft", "failed", "terminated")
 
 
 class SaasInstance(models.Model):
@@ -47,8 +49,7 @@ class SaasInstance(models.Model):
         groups="saas_manager.group_saas_user", saas_protected=True)
     host = fields.Char(compute="_compute_location", store=True, readonly=True, precompute=True,
                        saas_protected=True)
-    url = fields.Char(string="URL", compute="_compute_location", store=True, readonly=True,
-                      precompute=True, saas_protected=True)
+    url = fields.Char(string="URL", compute="_compute_url", readonly=True, saas_protected=True)
     template_id = fields.Many2one("saas.template", required=True, tracking=True,
                                   ondelete="restrict")
     template_revision = fields.Integer(readonly=True, copy=False,
@@ -101,7 +102,13 @@ class SaasInstance(models.Model):
                 host = database = False  # _check_subdomain reports the reason
             instance.host = host
             instance.database_name = database
-            instance.url = host and instance._saas_instance_url(host)
+
+    @api.depends("host", "server_id")
+    def _compute_url(self):
+        """Not stored: the scheme and port come from odoo.conf, which a restart may
+        change without any write here, and a stored URL would keep the old ones."""
+        for instance in self:
+            instance.url = instance.host and instance._saas_public_url(instance.host)
 
     def _compute_subscription_count(self):
         counts = dict(self.env["saas.subscription"]._read_group(
@@ -263,6 +270,25 @@ class SaasInstance(models.Model):
             if vals["subdomain"]:
                 self._check_subdomain_free(vals["subdomain"], exclude_ids=self.ids)
         return super().write(vals)
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_live(self):
+        """Every way of deleting (form, list, RPC) ends here: a record whose database is
+        being made or is served would leave that database and its customer behind,
+        unowned.  Termination backs it up and drops it first."""
+        live = self.filtered(lambda i: i.state not in DELETABLE_STATES)[:1]
+        if live:
+            states = dict(self._fields["state"]._description_selection(self.env))
+            raise UserError(self.env._(
+                "%(name)s is %(state)s: only draft, failed and terminated instances can be "
+                "deleted (terminate it, or cancel its provisioning, first).",
+                name=live.name, state=states[live.state]))
+        owning = self.filtered("owned_database")[:1]
+        if owning:
+            raise UserError(self.env._(
+                "%(name)s still owns the database %(db)s (a failed step could not remove "
+                "it): terminate the instance, which backs the database up and drops it, "
+                "before deleting the record.", name=owning.name, db=owning.owned_database))
 
     # -- actions -----------------------------------------------------------------
     def action_release_subdomain(self):

@@ -69,17 +69,24 @@ class SaasInstance(models.Model):
         """Hourly: HTTP and database check of every active instance, concurrently."""
         instances = self.sudo().search([("state", "=", "active")], order="id")
         settings = self._health_settings()
-        results = health.check_all(
-            [instance._health_target(settings) for instance in instances],
-            pg_params=self._saas_pg_params(), connect_timeout=settings["connect_timeout"],
-            read_timeout=settings["read_timeout"], concurrency=settings["concurrency"])
-        by_id = {result.key: result for result in results}
-        now = fields.Datetime.now()
-        instances._create_health_checks(by_id, now)
+        by_id, now = instances._check_health_now(settings)
         return self._saas_cron_batches(
             instances,
             lambda instance: instance._record_health(by_id[instance.id], now,
                                                      settings["alert_after"]), 200)
+
+    def _check_health_now(self, settings):
+        """Check the instances of ``self`` concurrently and write their check records:
+        the hourly cron's work, and a new instance's first check.  Returns
+        ``({id: Result}, now)``."""
+        results = health.check_all(
+            [instance._health_target(settings) for instance in self],
+            pg_params=self._saas_pg_params(), connect_timeout=settings["connect_timeout"],
+            read_timeout=settings["read_timeout"], concurrency=settings["concurrency"])
+        by_id = {result.key: result for result in results}
+        now = fields.Datetime.now()
+        self._create_health_checks(by_id, now)
+        return by_id, now
 
     @api.model
     def _health_settings(self):
@@ -118,26 +125,24 @@ class SaasInstance(models.Model):
             checks.invalidate_model()  # thousands of rows nobody reads in this run
 
     def _record_health(self, result, now, alert_after):
-        """The last check's outcome on the instance itself, and the alert once
-        ``alert_after`` checks in a row failed (the check record is written by
-        :meth:`_create_health_checks`)."""
+        """The last check's outcome on the instance itself; an incident once
+        ``alert_after`` checks in a row failed, closed by the first good check
+        (the check record is written by :meth:`_create_health_checks`)."""
+        was_down = self.health_failures >= alert_after
         failures = 0 if result.up else self.health_failures + 1
         self.sudo().write({
             "health_status": "up" if result.up else "down", "health_checked_at": now,
             "health_response_ms": result.response_ms or 0, "health_failures": failures,
             "health_error": health_error(result)})
+        incidents = self.env["saas.incident"]
         if failures == alert_after:
-            self._health_alert(result)
-
-    def _health_alert(self, result):
-        """A to-do for the responsible operator, once per outage."""
-        self.activity_schedule(
-            "mail.mail_activity_data_todo", user_id=(self.user_id or self.env.user).id,
-            summary=self.env._("%(name)s is down", name=self.name),
-            note=self.env._("%(count)s failed checks in a row; last error: %(error)s",
-                            count=self.health_failures, error=result.error or "-"))
-
-
+            incidents._saas_open(
+                "down", self, self.env._("%(name)s is down", name=self.name),
+                self.env._("%(count)s failed checks in a row; last error: %(error)s",
+                           count=failures, error=result.error or "-"))
+        elif result.up and was_down:
+            incidents._saas_resolve("down", self, self.env._(
+                "Answering again in %(ms)s ms.", ms=result.response_ms or 0))
 
     # -- statistics over the stored checks ------------------------------------------
     @api.depends("health_checked_at")
@@ -187,6 +192,8 @@ class SaasInstance(models.Model):
             "saas_manager.action_saas_health_check")
         action["domain"] = [("instance_id", "=", self.id)]
         action["context"] = {}
+        # The response-time graph first: the instance's trend at a glance.
+        action["views"] = sorted(action["views"], key=lambda view: view[1] != "graph")
         return action
 
 

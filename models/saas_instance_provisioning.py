@@ -349,7 +349,11 @@ class SaasInstance(models.Model):
         self._commit()  # the instance is live: nothing after this may undo it
         if attempt.copy_source():
             self._saas_copy_done(attempt)
-            return
+        else:
+            self._provision_welcome()
+        self._provision_first_measures()
+
+    def _provision_welcome(self):
         try:
             with self.env.cr.savepoint():
                 self._send_welcome()
@@ -358,3 +362,30 @@ class SaasInstance(models.Model):
             self.message_post(body=self.env._(
                 "The welcome mail could not be prepared (%(error)s). Use \"Send Welcome "
                 "Link\" once it is fixed.", error=str(exc)))
+
+    def _provision_first_measures(self):
+        """Users, storage and one health check now, so that a new instance does not show
+        0 users, 0 MB and an unknown health until the nightly and hourly crons.
+
+        Best-effort: the instance is live whatever happens here.  A failure is noted
+        in its chatter (the crons measure again), and logged at INFO only: it is the
+        crons' business to report an instance that stays unmeasurable.
+        """
+        measures = ((self._refresh_usage, self.env._("Usage could not be measured yet")),
+                    (self._check_health_once, self.env._("The first health check failed")))
+        for measure, failure in measures:
+            try:
+                with self.env.cr.savepoint():
+                    measure()
+            except Exception as exc:  # recorded; the crons measure again
+                _logger.info("Instance %s: %s: %s", self.id, failure, exc)
+                self.message_post(body=self.env._(
+                    "%(failure)s (%(error)s); the scheduled checks will try again.",
+                    failure=failure, error=str(exc)))
+
+    def _check_health_once(self):
+        """One health check of this instance, recorded as the hourly cron records its
+        own (saas_instance_health.py)."""
+        settings = self._health_settings()
+        by_id, now = self._check_health_now(settings)
+        self._record_health(by_id[self.id], now, settings["alert_after"])

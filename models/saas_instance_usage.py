@@ -87,6 +87,7 @@ class SaasInstance(models.Model):
         self.sudo().write({"user_limit_exceeded": over_users,
                            "storage_limit_exceeded": over_storage,
                            "limit_exceeded_since": since})
+        self._limits_incident()
         if (over and policy["action"] == "suspend" and self.state == "active"
                 and fields.Date.add(since, days=policy["days"]) <= today):
             self._suspend("user_limit" if over_users else "storage_limit")
@@ -95,3 +96,14 @@ class SaasInstance(models.Model):
               and self.subscription_id.state in (False, "trial", "active", "expiring")):
             self._reactivate()  # back under the limits, or the plan was upgraded
 
+    def _limits_incident(self):
+        """An incident while the instance is over its plan, closed when it no longer is."""
+        incidents = self.env["saas.incident"]
+        if not (self.user_limit_exceeded or self.storage_limit_exceeded):
+            incidents._saas_resolve("limits", self, self.env._("Back within the plan."))
+            return
+        incidents._saas_open(
+            "limits", self, self.env._("%(name)s is over its plan's limits", name=self.name),
+            self.env._("Users: %(users)s of %(max_users)s; storage: %(mb).0f MB of %(gb)s GB "
+                       "(0 = unlimited).", users=self.user_count, max_users=self.user_limit,
+                       mb=self.storage_mb, gb=self.storage_limit_gb))

@@ -46,6 +46,7 @@ class SaasInstance(models.Model):
         url = "%s/saas/welcome#%s" % (self.get_base_url(), token)
         template = self.env.ref("saas_manager.mail_template_instance_ready")
         failure = send_and_forget(template.with_context(saas_welcome_url=url), self.id)
+        self._saas_mail_outcome(failure)
         if failure:
             self.message_post(body=self.env._(
                 "The welcome mail to %(partner)s could not be sent (%(reason)s); its link was "

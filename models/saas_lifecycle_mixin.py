@@ -76,6 +76,16 @@ class SaasLifecycleMixin(models.AbstractModel):
         path = {"saas.instance": "instances", "saas.subscription": "subscriptions"}[self._name]
         return "%s/my/%s/%d" % (self.get_base_url(), path, self.id)
 
+    def _saas_mail_outcome(self, failure):
+        """A customer mail about this record failed (``failure``: why) or went out:
+        an incident opens, or closes."""
+        incidents = self.env["saas.incident"]
+        if failure:
+            incidents._saas_open("mail", self, self.env._(
+                "A mail about %(name)s could not be sent", name=self.display_name), failure)
+        else:
+            incidents._saas_resolve("mail", self, self.env._("A mail went out again."))
+
     def _notify(self, template_xmlid):
         """Send a mail template to the customer; the mail stays in the chatter."""
         template = self.env.ref(template_xmlid)

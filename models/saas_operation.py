@@ -384,6 +384,10 @@ class SaasOperation(models.Model):
         self._write_steps(run)
         self.write({"state": "done", "step": False, "ended_at": fields.Datetime.now(),
                     "seconds": self.seconds + run.seconds()})
+        self.env["saas.incident"]._saas_resolve(
+            "operation", self._target(), self.env._("%(operation)s done.",
+                                                    operation=self.display_name),
+            detail=self.kind)
         self._notify_progress()
 
     def _wait(self, run, seconds):
@@ -421,6 +425,11 @@ class SaasOperation(models.Model):
                     "Cleaning up after it failed too: %(error)s", error=str(hook_exc)))
         if retry:
             self._runner()._trigger(at=self.next_run_at)
+        else:
+            self.env["saas.incident"]._saas_open(
+                "operation", target, self.env._("%(operation)s failed",
+                                                operation=self.display_name),
+                self.error, detail=self.kind)
         self._notify_progress()
 
     def _notify_progress(self):

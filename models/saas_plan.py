@@ -26,6 +26,7 @@ class SaasPlan(models.Model):
              "use it.")
     currency_id = fields.Many2one(
         "res.currency", required=True, default=lambda self: self.env.company.currency_id)
+    currency_mismatch = fields.Boolean(compute="_compute_currency_mismatch")
     price_monthly = fields.Monetary(string="Monthly Price", currency_field="currency_id")
     price_yearly = fields.Monetary(string="Yearly Price", currency_field="currency_id")
     trial_days = fields.Integer(default=14, help="Free days before the first invoice; 0 = none.")
@@ -62,6 +63,15 @@ class SaasPlan(models.Model):
         ("prices_positive", "CHECK(price_monthly >= 0 AND price_yearly >= 0)",
          "Prices cannot be negative."),
     ]
+
+    @api.depends("currency_id", "company_id")
+    def _compute_currency_mismatch(self):
+        """Invoiced in another currency than its company's (the plan's, or the current
+        one's when the plan is for every company): the invoices then need that
+        currency's rates, and company totals convert (CONFIGURATION.md, Currencies)."""
+        for plan in self:
+            company = plan.company_id or self.env.company
+            plan.currency_mismatch = plan.currency_id != company.currency_id
 
     def price_for(self, period):
         """The price of one ``period`` ('monthly' or 'yearly')."""

@@ -15,7 +15,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..engine import naming, usage
-from ..engine.server import DEFAULT_BUILD_TIMEOUT, DEFAULT_INSTANCE_URL_PATTERN, Proxy, Server
+from ..engine.server import DEFAULT_BUILD_TIMEOUT, Proxy, Server
 from .saas_settings import conf, conf_sections, config_file
 
 _logger = logging.getLogger(__name__)
@@ -64,13 +64,21 @@ def server_from_conf(name, section=None):
         data_dir=get("data_dir"),
         backup_dir=get("saas_backup_dir", ""),
         odoo_url=get("saas_odoo_url", "http://127.0.0.1:%s" % http_port),
-        instance_url_pattern=get("saas_instance_url_pattern", DEFAULT_INSTANCE_URL_PATTERN),
+        public_scheme=get("saas_public_scheme", "https"),
+        public_port=tcp_port("saas_public_port", get("saas_public_port", 0)),
         proxy=proxy or None,
         # Another cluster's child reads no odoo.conf: its [options] would point
         # it (password included) at the local cluster.
         child_rcfile=None if section else config_file(),
         addons_path=conf("addons_path"),
         build_timeout=int(conf("saas_build_timeout", DEFAULT_BUILD_TIMEOUT)))
+
+
+def tcp_port(key, value):
+    """The port number an odoo.conf option gives as text (a ValueError naming it if not)."""
+    if not str(value).isdigit():
+        raise ValueError("%s must be a port number, not %r" % (key, value))
+    return int(value)
 
 
 class SaasServer(models.Model):
@@ -95,6 +103,10 @@ class SaasServer(models.Model):
         compute="_compute_instance_count",
         help="Instances whose database is on this server: active, suspended, or being "
              "created.")
+    active_instance_count = fields.Integer(string="Active Instances",
+                                           compute="_compute_instance_count")
+    suspended_instance_count = fields.Integer(string="Suspended Instances",
+                                              compute="_compute_instance_count")
     deployment_ids = fields.One2many("saas.template.deployment", "server_id",
                                      string="Template Deployments")
     backup_size_mb = fields.Float(
@@ -105,6 +117,12 @@ class SaasServer(models.Model):
         help="Databases and filestores of its instances and template deployments, as "
              "last measured.")
     disk_measured_at = fields.Datetime(string="Disk Measured", readonly=True, copy=False)
+    disk_free_mb = fields.Float(string="Disk Free (MB)", readonly=True, copy=False,
+                                digits=(16, 1), help="Free space of the data directory's disk.")
+    disk_total_mb = fields.Float(string="Disk Size (MB)", readonly=True, copy=False,
+                                 digits=(16, 1))
+    disk_used_percent = fields.Float(string="Disk Used (%)", digits=(5, 1),
+                                     compute="_compute_disk_used_percent")
     # Where it points, read from odoo.conf for display (never the password).
     pg_address = fields.Char(string="PostgreSQL", compute="_compute_location")
     pg_user = fields.Char(string="PostgreSQL Role", compute="_compute_location")
@@ -128,10 +146,16 @@ class SaasServer(models.Model):
             server.is_local = not server.config_section
 
     def _compute_instance_count(self):
-        counts = dict(self.env["saas.instance"].sudo()._read_group(
-            [("server_id", "in", self.ids), *OCCUPYING_DOMAIN], ["server_id"], ["__count"]))
+        counts = {}
+        for server, state, count in self.env["saas.instance"].sudo()._read_group(
+                [("server_id", "in", self.ids), *OCCUPYING_DOMAIN], ["server_id", "state"],
+                ["__count"]):
+            counts.setdefault(server, {})[state] = count
         for server in self:
-            server.instance_count = counts.get(server, 0)
+            by_state = counts.get(server, {})
+            server.instance_count = sum(by_state.values())
+            server.active_instance_count = by_state.get("active", 0)
+            server.suspended_instance_count = by_state.get("suspended", 0)
 
     @api.depends("config_section", "code")
     def _compute_location(self):
@@ -213,7 +237,11 @@ class SaasServer(models.Model):
                 raise UserError(self.env._(
                     "The odoo.conf section [%(section)s] (server %(server)s) does not set "
                     "%(keys)s.", section=section, server=self.name, keys=", ".join(missing)))
-        return server_from_conf(self.code, section)
+        try:
+            return server_from_conf(self.code, section)
+        except ValueError as exc:
+            raise UserError(self.env._("odoo.conf, server %(server)s: %(error)s",
+                                       server=self.name, error=exc)) from exc
 
     @api.model
     def _local(self):
@@ -281,5 +309,28 @@ class SaasServer(models.Model):
             value = server._server()
             measured = usage.measure(value.pg, names, value.data_dir, count_users=False)
             total = sum(item.storage_bytes for item in measured.values())
-            server.write({"disk_used_mb": total / 2**20,
+            disk_total, disk_free = usage.disk_space(value.data_dir)
+            server.write({"disk_used_mb": total / 2**20, "disk_total_mb": disk_total / 2**20,
+                          "disk_free_mb": disk_free / 2**20,
                           "disk_measured_at": fields.Datetime.now()})
+            server._disk_incident()
+
+    @api.depends("disk_free_mb", "disk_total_mb")
+    def _compute_disk_used_percent(self):
+        for server in self:
+            total = server.disk_total_mb
+            server.disk_used_percent = total and 100.0 * (total - server.disk_free_mb) / total
+
+    def _disk_incident(self):
+        """An incident while the data directory's disk is fuller than the threshold."""
+        threshold = self.env["saas.settings"]._get("saas.disk_alert_percent")
+        incidents = self.env["saas.incident"]
+        if self.disk_used_percent < threshold:
+            incidents._saas_resolve("disk", self, self.env._(
+                "Disk used: %(percent).1f %%.", percent=self.disk_used_percent))
+            return
+        incidents._saas_open(
+            "disk", self, self.env._("The disk of server %(name)s is %(percent).0f %% full",
+                                     name=self.name, percent=self.disk_used_percent),
+            self.env._("%(free).0f MB free of %(total).0f MB; the threshold is %(threshold)s %%.",
+                       free=self.disk_free_mb, total=self.disk_total_mb, threshold=threshold))

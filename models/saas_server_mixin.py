@@ -150,10 +150,11 @@ class SaasServerMixin(models.AbstractModel):
         """odoo.conf ``saas_build_timeout``: seconds a template build may run (default 2 h)."""
         return self._saas_server().build_timeout
 
-    def _saas_instance_url(self, host):
-        """The public address of an instance: odoo.conf ``saas_instance_url_pattern``
-        (``{host}`` is replaced), by default ``https://{host}``."""
-        return self._saas_server().instance_url(host)
+    def _saas_public_url(self, host):
+        """The address customers use for ``host`` on this record's server: odoo.conf
+        ``saas_public_scheme`` (default https) and ``saas_public_port`` (default: the
+        scheme's own), network facts the database cannot change."""
+        return self._saas_server().public_url(host)
 
     def _saas_odoo_url(self):
         """The Odoo server that serves the client databases (odoo.conf ``saas_odoo_url``;

@@ -38,6 +38,8 @@ SETTINGS = {
     "saas.limit_suspend_days": (int, 7),
     "saas.health_alert_failures": (int, 3),
     "saas.health_retention_days": (int, 35),
+    # A server whose data directory's disk is fuller than this opens an incident.
+    "saas.disk_alert_percent": (int, 90),
     "saas.welcome_link_hours": (int, 72),
     # One-click login links (engine/login.py): seconds they stay valid.
     "saas.login_link_seconds": (int, 60),

@@ -3,7 +3,7 @@ from dateutil.relativedelta import relativedelta
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import SQL
+from odoo.tools import SQL, format_amount
 
 from .account_move import SETTLED_PAYMENT_STATES
 
@@ -373,10 +373,25 @@ class SaasSubscription(models.Model):
         instance says it is gone (:meth:`_saas_instance_terminated`); until then the
         expiry cron asks again each day, so a failed termination is tried again."""
         if self.instance_id.state in ("terminated", "draft", "failed"):
-            self.state = "terminated"
+            self._saas_instance_terminated()
         else:
             self.instance_id._terminate()
 
     def _saas_instance_terminated(self):
-        """The instance's API tells its running subscriptions it is gone: they end."""
-        self.filtered(lambda s: s.state not in ("draft", "terminated")).state = "terminated"
+        """The instance's API tells its running subscriptions it is gone: they end and
+        renew no more.  Their unpaid invoices stay posted and due (CONFIGURATION.md,
+        Subscriptions): a posted invoice is a receivable, and writing one off is the
+        operator's decision, not a side effect of the termination."""
+        for sub in self.filtered(lambda s: s.state not in ("draft", "terminated")):
+            sub.write({"state": "terminated", "auto_renew": False})
+            if sub.unpaid_invoice_ids:
+                sub._note_due_after_termination()
+
+    def _note_due_after_termination(self):
+        """Tell the operator, in the chatter, what the customer still owes."""
+        invoices = self.unpaid_invoice_ids
+        self.message_post(body=self.env._(
+            "Terminated with %(amount)s still due on %(invoices)s. These invoices stay open: "
+            "collect them, or issue a credit note for what should not be paid.",
+            amount=format_amount(self.env, self.amount_due, self.currency_id),
+            invoices=", ".join(invoices.mapped("name"))))

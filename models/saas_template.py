@@ -41,6 +41,11 @@ class SaasTemplate(models.Model):
         string="Modules", default="base",
         help="Technical names of the Odoo modules the template carries, comma-separated.")
     module_count = fields.Integer(compute="_compute_module_count")
+    module_ids = fields.Many2many(
+        "ir.module.module", string="Modules to Install", compute="_compute_module_ids",
+        inverse="_inverse_module_ids", groups="saas_manager.group_saas_admin",
+        help="Picked from the modules this server has; kept as technical names (Modules), "
+             "where names this server does not have are kept too.")
     state = fields.Selection(
         [("draft", "Draft"), ("building", "Building"), ("configuring", "Ready to Configure"),
          ("ready", "Ready (Locked)"), ("error", "Error")],
@@ -88,6 +93,21 @@ class SaasTemplate(models.Model):
         ("database_name_uniq", "unique(database_name)",
          "Another template already uses this database."),
     ]
+
+    @api.depends("module_names")
+    def _compute_module_ids(self):
+        Module = self.env["ir.module.module"].sudo()
+        for template in self:
+            template.module_ids = Module.search([("name", "in", template.module_list())])
+
+    def _inverse_module_ids(self):
+        """The picked modules, plus the listed names this server does not know (a
+        template may be built for another server's addons)."""
+        for template in self:
+            known = set(self.env["ir.module.module"].sudo().search(
+                [("name", "in", template.module_list())]).mapped("name"))
+            kept = [name for name in template.module_list() if name not in known]
+            template.module_names = ",".join(sorted(template.module_ids.mapped("name")) + kept)
 
     @api.depends("module_names")
     def _compute_module_count(self):
@@ -315,10 +335,11 @@ class SaasTemplate(models.Model):
         params = self.env["saas.instance"]._saas_params()
         name = self.database_name
         if params["routing"] == "host" and "." in name and naming.is_domain(name):
-            return "https://%s/odoo" % name
+            return "%s/odoo" % self._saas_public_url(name)
         if (params["routing"] == "subdomain" and naming.is_subdomain(name)
                 and naming.is_domain(params["base_domain"])):
-            return "https://%s/odoo" % naming.host_for(name, params["base_domain"])
+            return "%s/odoo" % self._saas_public_url(
+                naming.host_for(name, params["base_domain"]))
         raise UserError(self.env._(
             "With the current routing mode, no host reaches the database %(db)s. Name "
             "template databases like hosts (e.g. tpl-%(code)s.example.com with dbfilter ^%%h$, "

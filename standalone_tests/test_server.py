@@ -26,11 +26,21 @@ def test_defaults_follow_the_data_dir():
     assert server.backup_dir == "/srv/eu2/saas_backups"
     assert server.log_dir == "/srv/eu2/saas_manager/logs"
     assert server.filestore("acme.example.com") == "/srv/eu2/filestore/acme.example.com"
-    assert server.instance_url("acme.example.com") == "https://acme.example.com"
+    assert server.public_url("acme.example.com") == "https://acme.example.com"
     assert server.proxy is None
-    explicit = make(backup_dir="/var/backups/eu2", instance_url_pattern="http://{host}:8069")
+    explicit = make(backup_dir="/var/backups/eu2", public_scheme="http", public_port=8069)
     assert explicit.backup_dir == "/var/backups/eu2"
-    assert explicit.instance_url("a.b") == "http://a.b:8069"
+    assert explicit.public_url("a.b") == "http://a.b:8069"
+
+
+def test_public_urls_leave_out_the_scheme_port_and_refuse_others():
+    assert make(public_port=443).public_url("a.b") == "https://a.b"
+    assert make(public_scheme="http", public_port=80).public_url("a.b") == "http://a.b"
+    assert make(public_port=8443).public_url("a.b") == "https://a.b:8443"
+    with pytest.raises(ValueError, match="must be http or https"):
+        make(public_scheme="HTTPS")
+    with pytest.raises(ValueError, match="not a TCP port"):
+        make(public_port=65536)
 
 
 def test_filestore_refuses_a_path_for_a_name():

@@ -21,3 +21,8 @@ from . import test_restore
 from . import test_pool
 from . import test_signup
 from . import test_portal
+from . import test_metrics
+from . import test_incidents
+from . import test_reports
+from . import test_operator_fixes
+from . import test_dashboard

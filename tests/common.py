@@ -6,9 +6,11 @@ import sys
 import tempfile
 import uuid
 from contextlib import contextmanager
+from datetime import date
 from unittest.mock import patch
 
 import psycopg2
+from freezegun import freeze_time
 from psycopg2 import sql
 
 from odoo import sql_db
@@ -55,6 +57,8 @@ class NameChecks:
         return error
 
 
+#: The day the subscriptions of SubscriptionCase start.
+START = date(2026, 1, 10)
 #: The logger of the operation runner, which logs an operation's fatal failure as an ERROR.
 OPERATION_LOGGER = "odoo.addons.saas_manager.models.saas_operation"
 
@@ -217,6 +221,63 @@ def build_template_database(name, modules="base"):
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     if proc.returncode:
         raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
+
+
+class SubscriptionCase(LiveInstanceCase):
+    """Subscriptions driven through their real lifecycle on fixed dates: started,
+    paid, renewed by the crons, changed by the wizard."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Subscription = cls.env["saas.subscription"]
+        cls.professional = cls.env.ref("saas_manager.plan_professional")
+        cls.env["ir.config_parameter"].sudo().set_param("saas.payment_grace_days", 7)
+
+    def setUp(self):
+        super().setUp()
+        self.paying = {}
+
+    def subscribe(self, subdomain, activate=True, paid=True, **values):
+        """A subscription started on START; its invoices are paid as they come unless
+        ``paid`` is False (see :meth:`at`)."""
+        instance = self.make_live_instance(subdomain, **{
+            key: values.pop(key) for key in ("partner_id",) if key in values})
+        sub = self.Subscription.create({"instance_id": instance.id, "date_start": START,
+                                        "skip_trial": True, **values})
+        self.paying[sub] = paid
+        if activate:
+            with freeze_time(sub.date_start):
+                sub.action_activate()
+                self.pay_due(sub)
+        return sub
+
+    def pay_due(self, sub):
+        if self.paying.get(sub) and sub.unpaid_invoice_ids:
+            self.pay(sub.unpaid_invoice_ids)
+
+    def pay(self, invoice):
+        self.env["account.payment.register"].with_context(
+            active_model="account.move", active_ids=invoice.ids).create({})._create_payments()
+
+    def at(self, day, *crons):
+        """Run the given crons as they would run on ``day``, then the operations they
+        queued (terminations); paying customers pay what the crons invoiced at once."""
+        with freeze_time(day):
+            for cron in crons:
+                getattr(self.Subscription, cron)()
+                self.run_operations()
+                for sub in self.paying:
+                    self.pay_due(sub)
+
+    def change(self, sub, plan, period=None, day=None):
+        """The Change Plan wizard on ``day``; returns its (timing, pro-rata amount)."""
+        with freeze_time(day or sub.period_start):
+            wizard = self.env["saas.subscription.change"].create({
+                "subscription_id": sub.id, "plan_id": plan.id, "period": period or sub.period})
+            outcome = (wizard.timing, wizard.prorata_amount)
+            wizard.action_confirm()
+        return outcome
 
 
 class ClonedTemplateCase(OperationChecks, InstanceDatabaseChecks, ServerKeyCase, HttpCase):

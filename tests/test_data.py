@@ -60,11 +60,18 @@ class TestSeedData(TransactionCase):
         self.assertEqual(root.name, "SaaS Manager")
         children = {menu.name: menu.child_id.mapped("name") for menu in root.child_id}
         self.assertEqual(children, {
-            "Customers": ["Instances", "Subscriptions", "Health Checks", "Sign-ups"],
+            "Dashboard": [],
+            "Customers": ["Customers", "Instances", "Subscriptions", "Health Checks",
+                          "Sign-ups"],
             "Operations": [],
+            "Incidents": [],
             "Backups": ["Backups", "Import an Odoo Backup"],
+            "Reporting": ["Monthly Figures", "MRR", "MRR Movements",
+                          "Subscriptions over Time"],
             "Configuration": ["Templates", "Plans", "Servers", "Settings"],
         })
+        self.assertEqual(root.action, self.env.ref("saas_manager.action_saas_dashboard"),
+                         "the app opens on its dashboard")
 
 
 @tagged("post_install", "-at_install")
@@ -106,6 +113,22 @@ class TestMigration(SaasCase):
         self.assertEqual((pro.backup_interval_hours, starter.backup_interval_hours), (12, 24))
         self.assertFalse(self.env["ir.config_parameter"].get_param(
             "saas.backup_scheduled_retention_days"))
+
+    def test_url_column_dropped_and_mrr_log_backfilled(self):
+        sub = self.env["saas.subscription"].create(
+            {"instance_id": self.make_instance("backfilled").id, "skip_trial": True,
+             "date_start": "2026-01-10"})
+        sub.action_activate()
+        sub.log_ids.unlink()  # as before 18.0.1.5.0
+        self.env.cr.execute("ALTER TABLE saas_instance ADD COLUMN url varchar")
+        self.load("post-migration", "18.0.1.5.0").migrate(self.env.cr, "18.0.1.4.0")
+        self.env.invalidate_all()
+        self.env.cr.execute("SELECT 1 FROM information_schema.columns WHERE "
+                            "table_name = 'saas_instance' AND column_name = 'url'")
+        self.assertFalse(self.env.cr.fetchall(), "the stored URL column is gone")
+        self.assertEqual(
+            [(row.date, row.state_from, row.state_to, row.mrr_after) for row in sub.log_ids],
+            [(sub.billing_anchor, "draft", "active", sub.price)])
 
     def test_old_final_backup_paths_become_records(self):
         instance = self.make_instance("oldbackup")

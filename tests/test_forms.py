@@ -47,6 +47,11 @@ class TestForms(SaasCase):
         form.price_yearly = 90
         plan = form.save()
         self.assertEqual(plan.price_for("yearly"), 90)
+        self.assertFalse(plan.currency_mismatch, "priced in the company's currency by default")
+        other = self.env.ref("base.EUR") if self.env.company.currency_id.name != "EUR" else (
+            self.env.ref("base.USD"))
+        plan.currency_id = other
+        self.assertTrue(plan.currency_mismatch, "the form warns: invoices need rates")
 
     def test_template_form(self):
         form = Form(self.env["saas.template"].with_user(self.saas_admin))
@@ -58,6 +63,22 @@ class TestForms(SaasCase):
         template = form.save()
         self.assertEqual(template.module_list(), ["calendar", "contacts"])
         self.assertEqual(template.module_count, 2)
+
+    def test_template_modules_are_picked_from_the_servers(self):
+        Module = self.env["ir.module.module"]
+        form = Form(self.env["saas.template"].with_user(self.saas_admin))
+        form.name = "Shop"
+        form.code = "shop"
+        form.database_name = "saas_tpl_shop"
+        form.module_names = "elsewhere_only"  # a module another server has
+        form.module_ids.add(Module.search([("name", "=", "mail")]))
+        form.module_ids.add(Module.search([("name", "=", "contacts")]))
+        form.admin_password = "template-pass"
+        template = form.save()
+        self.assertEqual(template.module_list(), ["contacts", "mail", "elsewhere_only"])
+        with Form(template.with_user(self.saas_admin)) as edit:
+            edit.module_ids.remove(id=Module.search([("name", "=", "contacts")]).id)
+        self.assertEqual(template.module_list(), ["mail", "elsewhere_only"])
 
     def test_settings_form(self):
         self.saas_admin.groups_id += self.env.ref("base.group_system")

@@ -332,8 +332,8 @@ class TestPortalTour(SignupCase):
     def test_portal_tour(self):
         port = config["http_port"]
         self.env["ir.config_parameter"].set_param("saas.base_domain", "localhost")
-        self.patch(config, "options", {**config.options,
-                                       "saas_instance_url_pattern": "http://{host}:%s" % port})
+        self.patch(config, "options", {**config.options, "saas_public_scheme": "http",
+                                       "saas_public_port": str(port)})
         self.let_browser_reach((self.manager_host, "portal-tour.localhost"))
         customer = self.env["res.partner"].create(
             {"name": "Tour Customer", "email": "tour-owner@example.com", "is_company": True})

@@ -8,7 +8,7 @@ OTHER_PASSWORD = "Eu2-secret-pw"
 EU2 = {"db_host": "db.eu2.internal", "db_port": "6432", "db_user": "odoo_eu2",
        "db_password": OTHER_PASSWORD, "db_sslmode": "require", "data_dir": "/srv/eu2",
        "saas_odoo_url": "http://10.0.2.1:8069",
-       "saas_instance_url_pattern": "https://{host}/eu2"}
+       "saas_public_scheme": "http", "saas_public_port": "8080"}
 
 
 @tagged("post_install", "-at_install")
@@ -52,7 +52,7 @@ class TestServers(SaasCase):
             "host": "db.eu2.internal", "port": "6432", "user": "odoo_eu2",
             "password": OTHER_PASSWORD, "sslmode": "require"})
         self.assertEqual((value.data_dir, value.odoo_url), ("/srv/eu2", "http://10.0.2.1:8069"))
-        self.assertEqual(value.instance_url("a.example.com"), "https://a.example.com/eu2")
+        self.assertEqual(value.public_url("a.example.com"), "http://a.example.com:8080")
         self.assertIsNone(value.proxy)
         self.assertIsNone(value.child_rcfile, "the child must not read [options]")
         self.assertEqual(server.pg_address, "db.eu2.internal:6432")
@@ -106,7 +106,7 @@ class TestServers(SaasCase):
         with self.assertRaises(AccessError):
             instance.with_user(self.saas_manager).write({"server_id": other.id})
         instance.sudo().server_id = other  # before provisioning: SaaS Manager may
-        self.assertEqual(instance.url, "https://fixed.example.com/eu2", "the server's pattern")
+        self.assertEqual(instance.url, "http://fixed.example.com:8080", "the server's scheme")
         instance.sudo().write({"state": "active", "owned_database": instance.database_name})
         with self.assertRaisesText(UserError, "cannot be changed"):
             instance.sudo().server_id = self.local

@@ -443,8 +443,8 @@ class TestSignupTour(SignupCase):
     def test_signup_tour(self):
         port = config["http_port"]
         self.env["ir.config_parameter"].set_param("saas.base_domain", "localhost")
-        self.patch(config, "options", {**config.options,
-                                       "saas_instance_url_pattern": "http://{host}:%s" % port})
+        self.patch(config, "options", {**config.options, "saas_public_scheme": "http",
+                                       "saas_public_port": str(port)})
         self.fill_pool()
         self.addCleanup(self.drop_databases, ["signup-tour.localhost"])
         manager = "http://%s:%s" % (self.manager_host, port)

@@ -10,53 +10,14 @@ from odoo.tests import tagged
 from odoo.tools import config, mute_logger
 
 from ..engine import pg
-from .common import OPERATION_LOGGER, LiveInstanceCase
+from .common import OPERATION_LOGGER, START, SubscriptionCase
 
 CRON_LOGGER = "odoo.addons.saas_manager.models.saas_lifecycle_mixin"
-START = date(2026, 1, 10)
 
 
 @tagged("post_install", "-at_install")
-class TestSubscriptionLifecycle(LiveInstanceCase):
+class TestSubscriptionLifecycle(SubscriptionCase):
     """Every transition, with fixed dates, acting on real (small) databases."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.Subscription = cls.env["saas.subscription"]
-        cls.professional = cls.env.ref("saas_manager.plan_professional")
-        cls.env["ir.config_parameter"].sudo().set_param("saas.payment_grace_days", 7)
-
-    def subscribe(self, subdomain, activate=True, paid=True, **values):
-        """A subscription started on START; its invoices are paid as they come unless
-        ``paid`` is False (see :meth:`at`)."""
-        instance = self.make_live_instance(subdomain)
-        sub = self.Subscription.create({"instance_id": instance.id, "date_start": START,
-                                        "skip_trial": True, **values})
-        self.paying[sub] = paid
-        if activate:
-            with freeze_time(sub.date_start):
-                sub.action_activate()
-                self.pay_due(sub)
-        return sub
-
-    def setUp(self):
-        super().setUp()
-        self.paying = {}
-
-    def pay_due(self, sub):
-        if self.paying.get(sub) and sub.unpaid_invoice_ids:
-            self.pay(sub.unpaid_invoice_ids)
-
-    def at(self, day, *crons):
-        """Run the given crons as they would run on ``day``, then the operations they
-        queued (terminations); paying customers pay what the crons invoiced at once."""
-        with freeze_time(day):
-            for cron in crons:
-                getattr(self.Subscription, cron)()
-                self.run_operations()
-                for sub in self.paying:
-                    self.pay_due(sub)
 
     def sent(self, record, xmlid):
         """How many times the template was sent on ``record`` (its chatter)."""
@@ -256,10 +217,6 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
             sub.instance_id.with_user(self.saas_manager).write({"subscription_id": False})
 
     # -- payments ---------------------------------------------------------------------------
-    def pay(self, invoice):
-        self.env["account.payment.register"].with_context(
-            active_model="account.move", active_ids=invoice.ids).create({})._create_payments()
-
     def test_unpaid_invoice_suspends_after_grace_and_payment_reactivates(self):
         sub = self.subscribe("unpaid", paid=False)
         invoice = sub.invoice_ids
@@ -292,14 +249,6 @@ class TestSubscriptionLifecycle(LiveInstanceCase):
         self.assertEqual(self.sent(sub, "mail_template_payment_overdue"), 0)
 
     # -- plan changes -------------------------------------------------------------------------
-    def change(self, sub, plan, period=None, day=None):
-        with freeze_time(day or sub.period_start):
-            wizard = self.env["saas.subscription.change"].create({
-                "subscription_id": sub.id, "plan_id": plan.id, "period": period or sub.period})
-            outcome = (wizard.timing, wizard.prorata_amount)
-            wizard.action_confirm()
-        return outcome
-
     def test_upgrade_is_immediate_and_billed_pro_rata(self):
         sub = self.subscribe("upgrade")  # 2026-01-10 .. 2026-02-10: 31 days
         timing, amount = self.change(sub, self.professional, day=date(2026, 1, 20))

@@ -97,6 +97,35 @@ class TestWelcomeLink(ClonedTemplateCase):
                                                                 self.instance.host)]))
         assert_nowhere_in_database(self, self.env.cr, ["/saas/welcome#"])
         self.assertIn("could not be sent", str(self.instance.message_ids[0].body))
+        incident = self.env["saas.incident"].search(
+            [("kind", "=", "mail"), ("instance_id", "=", self.instance.id)])
+        self.assertEqual((len(incident), incident.state), (1, "open"), "the operator is told")
+        self.assertTrue(incident.details, "with the reason")
+        server = Controller(_Sink(), hostname="127.0.0.1", port=free_port())
+        server.start()
+        try:
+            self.send_for_real(server.port)
+        finally:
+            server.stop()
+        self.assertEqual(incident.state, "resolved", "the next mail that goes out closes it")
+
+    def test_a_customer_mail_that_fails_opens_an_incident(self):
+        self.env["ir.mail_server"].search([]).active = False
+        self.env["ir.mail_server"].create({"name": "dead", "smtp_host": "127.0.0.1",
+                                           "smtp_port": free_port(), "smtp_encryption": "none"})
+        # Posted and sent at once, as in production, to a server that is not there.
+        with patch.object(odoo.modules.module, "current_test", None), \
+                mute_logger("odoo.addons.mail.models.mail_mail",
+                            "odoo.addons.base.models.ir_mail_server"):
+            self.instance._notify("saas_manager.mail_template_user_limit")
+            self.env["mail.mail"].sudo().search([
+                ("model", "=", "saas.instance"), ("res_id", "=", self.instance.id),
+                ("state", "=", "outgoing")]).send(raise_exception=False)
+        incident = self.env["saas.incident"].search(
+            [("kind", "=", "mail"), ("instance_id", "=", self.instance.id)])
+        self.assertEqual((len(incident), incident.state), (1, "open"))
+        self.assertIn("exception", self.instance.message_ids[0].notification_ids.mapped(
+            "notification_status"), "and the chatter shows it")
 
     def choose(self, token, password, confirm=None):
         page = self.url_open("/saas/welcome")

@@ -42,6 +42,6 @@ if instance.state == "active":
 operation = env["saas.operation"].search(  # noqa: F821
     [("instance_id", "=", instance.id), ("kind", "=", "provision")], limit=1)
 print("SAAS_DEMO " + json.dumps({"welcome_url": welcome_url,
-    "state": instance.state, "host": instance.host, "login": instance.admin_login,
+    "state": instance.state, "url": instance.url, "login": instance.admin_login,
     "error": operation.error or False, "pool_size": template.pool_size,
     "seconds": operation.seconds}))

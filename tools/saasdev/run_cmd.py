@@ -101,6 +101,8 @@ def ensure_manager_db(ws, run, conf):
             "installing saas_manager in %s failed; see %s%s"
             % (MANAGER_DB, logfile, (":\n  " + "\n  ".join(bad[:10])) if bad else "")
         )
+    if action == "-i":
+        set_company_currency(ws, conf, MANAGER_DB)
     stamp.write_text(fingerprint)
 
 
@@ -125,7 +127,7 @@ def ensure_blank_template(ws, run, conf):
     if proc.returncode:
         ws.drop_database(building)
         raise ToolError("building the Blank template failed; see %s" % logfile)
-    set_template_currency(ws, conf, building)
+    set_company_currency(ws, conf, building)
     ws.psql('ALTER DATABASE :"old" RENAME TO :"new";', params=[("old", building),
                                                               ("new", BLANK_TEMPLATE_DB)])
     old_store, new_store = (ws.data_dir / "filestore" / building,
@@ -134,17 +136,19 @@ def ensure_blank_template(ws, run, conf):
         old_store.rename(new_store)
 
 
-def set_template_currency(ws, conf, database):
-    """Give the template's company the seed plans' currency, as an operator does while
-    configuring a template: standby databases serve the plans of their own currency."""
+def set_company_currency(ws, conf, database):
+    """Give the database's company the seed plans' currency, before it has any journal
+    entry: the manager then invoices the plans in its own currency, and a template's
+    standby databases serve the plans of their currency."""
     proc = subprocess.run(
         ws.odoo_cmd(conf, "-d", database, "--no-http", "--log-level=warn", command="shell"),
         input="env.company.currency_id = env.ref('base.%s')\nenv.cr.commit()\n"
-              % TEMPLATE_CURRENCY,
+              % PLAN_CURRENCY,
         text=True, capture_output=True, cwd=ws.repo, env=ws.child_env(), check=False)
     if proc.returncode:
-        raise ToolError("setting the Blank template's currency failed:\n" + proc.stderr[-2000:])
-    ws.say("template: company currency %s (the seed plans')" % TEMPLATE_CURRENCY)
+        raise ToolError("setting the currency of %s failed:\n%s"
+                        % (database, proc.stderr[-2000:]))
+    ws.say("%s: company currency %s (the seed plans')" % (database, PLAN_CURRENCY))
 
 
 def start_mail_catcher(ws):
@@ -166,7 +170,7 @@ SETUP_STEPS = [ensure_manager_db, ensure_blank_template]
 
 
 #: The currency the seed plans are priced in.
-TEMPLATE_CURRENCY = "EUR"
+PLAN_CURRENCY = "EUR"
 
 
 def provision_demo(ws, conf, port):
@@ -186,8 +190,8 @@ def provision_demo(ws, conf, port):
     if demo["state"] != "active":
         ws.say("demo: provisioning ended in state %s: %s" % (demo["state"], demo["error"]))
         return
-    ws.say("demo instance ready (%.2f s): http://%s:%d/odoo  login %s; choose its password at "
-           "%s (single use)" % (demo["seconds"] or 0, demo["host"], port, demo["login"],
+    ws.say("demo instance ready (%.2f s): %s/odoo  login %s; choose its password at "
+           "%s (single use)" % (demo["seconds"] or 0, demo["url"], demo["login"],
                                 demo["welcome_url"]))
     ws.say("sign-up: http://%s:%d/saas/pricing  (the Blank template keeps %d standby "
            "databases; the verification mail's link is printed above when it is sent)"
@@ -269,7 +273,7 @@ def main(ws, run, port=8069, routing="host", workers=0):
             workers=workers,
             offsite=offsite,
             # Instances are reached on this server's port, without TLS.
-            extra={"saas_instance_url_pattern": "http://{host}:%d" % port,
+            extra={"saas_public_scheme": "http", "saas_public_port": str(port),
                    **start_mail_catcher(ws)},
         )
         for step in SETUP_STEPS:
