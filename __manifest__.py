@@ -36,6 +36,7 @@
         "wizards/saas_instance_terminate_views.xml",
         "wizards/saas_backup_restore_views.xml",
         "wizards/saas_instance_import_views.xml",
+        "wizards/saas_orphan_database_views.xml",
         "views/saas_welcome_templates.xml",
         "views/saas_signup_templates.xml",
         "views/saas_portal_templates.xml",

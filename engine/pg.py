@@ -264,6 +264,31 @@ def comment(conn, name):
                             "WHERE datname = %s", (name,))
 
 
+def commented(conn, prefix):
+    """The databases owned by this role whose comment starts with ``prefix``:
+    ``(name, comment, size in bytes)`` rows, by name.
+
+    Only the connecting role's own databases: those it created (and may drop),
+    never another role's that happens to carry a similar comment.  ``prefix``
+    is matched literally (no ``LIKE`` pattern: ``_`` and ``%`` are plain
+    characters), and must be non-empty text.  A database a failed ``DROP
+    DATABASE`` left invalid (``datconnlimit = -2``) is not listed.
+    """
+    if not isinstance(prefix, str) or not prefix:
+        raise PgError("A comment prefix is required.")
+    with conn.cursor() as cr:
+        cr.execute("""
+            SELECT d.datname, c.description, pg_database_size(d.oid)
+              FROM pg_database d
+              JOIN pg_shdescription c
+                ON c.objoid = d.oid AND c.classoid = 'pg_database'::regclass
+             WHERE d.datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+               AND d.datconnlimit <> -2
+               AND starts_with(c.description, %s)
+             ORDER BY d.datname""", (prefix,))
+        return cr.fetchall()
+
+
 def drop(conn, name):
     """Drop ``name``, ending its sessions first; no error when it is absent.
 

@@ -287,6 +287,14 @@ class SaasServer(models.Model):
         self.sudo()._measure_disk()
         return True
 
+    def action_find_orphan_databases(self):
+        """List the databases carrying this manager's marker that no instance owns
+        (SaaS administrators; see wizards/saas_orphan_database.py)."""
+        self.ensure_one()
+        orphans = self.env["saas.orphan.database"]
+        orphans._saas_scan(self)
+        return orphans._saas_list_action(self)
+
     @api.model
     def _cron_measure(self):
         """Every active server, one after the other; a misconfigured one is logged and

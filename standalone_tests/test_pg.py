@@ -2,6 +2,7 @@
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from engine import pg
 
@@ -108,3 +109,37 @@ def test_hidden_clone_and_owner_marker(pg_params, scratch_db):
         assert pg.comment(conn, target) == "saas_manager instance 7 of it's \"manager\""
         pg.drop(conn, target)  # a template flag does not prevent our own drop
         assert not pg.exists(conn, target)
+
+
+def test_commented_lists_own_databases_by_literal_comment_prefix(pg_params, scratch_db):
+    prefix = "saas_pytest marker %s " % scratch_db(create=False)  # unique to this test
+    marked, hostile, other, wildcard = (scratch_db(), scratch_db(name='orph"an; x\'y'),
+                                        scratch_db(), scratch_db())
+    with pg.maintenance(pg_params) as conn:
+        pg.set_comment(conn, marked, prefix + "1 of mgr")
+        pg.set_comment(conn, hostile, prefix + "2 of mgr")
+        pg.set_comment(conn, other, "someone else " + prefix)
+        # '_' and '%' would match anything in a LIKE pattern; here they are plain text.
+        pg.set_comment(conn, wildcard, prefix.replace(" ", "_") + "3 of mgr")
+        rows = pg.commented(conn, prefix)
+        assert [(name, text) for name, text, _size in rows] == sorted(
+            [(marked, prefix + "1 of mgr"), (hostile, prefix + "2 of mgr")])
+        assert all(size > 1_000_000 for _name, _text, size in rows)
+        assert pg.commented(conn, prefix + "%") == []
+        for bad in ("", None, 3):
+            with pytest.raises(pg.PgError, match="prefix is required"):
+                pg.commented(conn, bad)
+
+
+def test_commented_ignores_another_roles_databases(pg_params, bootstrap_params, scratch_db):
+    prefix = "saas_pytest other role %s " % scratch_db(create=False)
+    name = scratch_db(create=False)
+    with pg.maintenance(bootstrap_params) as conn:
+        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            pg.set_comment(conn, name, prefix + "1 of mgr")
+            assert [row[0] for row in pg.commented(conn, prefix)] == [name]  # its owner's
+            with pg.maintenance(pg_params) as mine:
+                assert pg.commented(mine, prefix) == []
+        finally:
+            pg.drop(conn, name)

@@ -26,3 +26,4 @@ from . import test_incidents
 from . import test_reports
 from . import test_operator_fixes
 from . import test_dashboard
+from . import test_orphans

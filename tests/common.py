@@ -17,7 +17,7 @@ from odoo import sql_db
 from odoo.exceptions import ValidationError
 from odoo.modules.registry import Registry
 from odoo.tests import HttpCase, TransactionCase, new_test_user
-from odoo.tools import config
+from odoo.tools import config, mute_logger
 
 from ..engine import customize, pg, vault
 
@@ -180,6 +180,17 @@ class LiveInstanceCase(InstanceDatabaseChecks, SaasCase):
         self.backup_dir = tempfile.mkdtemp(prefix="saas_backups_")
         self.addCleanup(shutil.rmtree, self.backup_dir, True)
         self.patch(config, "options", {**config.options, "saas_backup_dir": self.backup_dir})
+
+    def failed_termination(self, subdomain):
+        """A live instance whose termination failed for good: its database carries
+        somebody else's marker, so nothing is dropped.  Returns (instance, operation)."""
+        instance = self.make_live_instance(subdomain)
+        with pg.maintenance(self.pg_params) as conn:
+            pg.set_comment(conn, instance.database_name, "somebody else's")
+        operation = instance._terminate()
+        with mute_logger(OPERATION_LOGGER):
+            self.run_operations()
+        return instance, operation
 
     def make_live_instance(self, subdomain, **values):
         """An active instance whose database exists, carries our marker and holds a row."""

@@ -1,8 +1,7 @@
 from odoo.tests import new_test_user, tagged
-from odoo.tools import mute_logger
 
 from ..engine import health, pg
-from .common import OPERATION_LOGGER, LiveInstanceCase
+from .common import LiveInstanceCase
 
 
 @tagged("post_install", "-at_install")
@@ -61,12 +60,7 @@ class TestIncidents(LiveInstanceCase):
         self.assertEqual(len(self.mails("[SaaS incident]")), 2)
 
     def test_failed_operation_opens_and_the_next_success_closes(self):
-        instance = self.make_live_instance("incop")
-        with pg.maintenance(self.pg_params) as conn:
-            pg.set_comment(conn, instance.database_name, "somebody else's")
-        operation = instance._terminate()
-        with mute_logger(OPERATION_LOGGER):
-            self.run_operations()
+        instance, operation = self.failed_termination("incop")
         self.assertEqual(operation.state, "failed")
         incident = self.incidents(instance, "operation")
         self.assertEqual((len(incident), incident.state), (1, "open"))

@@ -170,12 +170,7 @@ class TestOperationRunner(LiveInstanceCase):
         self.assertEqual(instance.state, "active", "not run again")
 
     def test_a_fatal_failure_waits_for_an_operator(self):
-        instance = self.make_live_instance("opsfatal")
-        with pg.maintenance(self.pg_params) as conn:
-            pg.set_comment(conn, instance.database_name, "somebody else's")
-        operation = instance._terminate()
-        with mute_logger(OPERATION_LOGGER):
-            self.run_operations()
+        instance, operation = self.failed_termination("opsfatal")
         self.assertEqual((operation.state, operation.retryable), ("failed", False))
         self.assertIn("marker", operation.error)
         self.assertEqual(instance.state, "active")
