@@ -23,8 +23,8 @@ INCIDENT_KINDS = [
     ("mail", "Mail Failed"),
 ]
 #: Where the operator looks at what the incident is about.
-TARGET_MODELS = [("saas.instance", "Instance"), ("saas.template", "Template"),
-                 ("saas.server", "Server")]
+TARGET_MODELS = [("saas.instance", "Instance"), ("saas.subscription", "Subscription"),
+                 ("saas.template", "Template"), ("saas.server", "Server")]
 
 
 class SaasIncident(models.Model):
@@ -93,7 +93,8 @@ class SaasIncident(models.Model):
         incident = self.sudo().create({
             "name": summary, "kind": kind, "key": key, "res_model": target._name,
             "res_id": target.id, "target_name": target.display_name,
-            "instance_id": target.id if target._name == "saas.instance" else False,
+            "instance_id": target.id if target._name == "saas.instance" else (
+                "instance_id" in target._fields and target.instance_id.id),
             "user_id": user.id, "details": details,
             "last_seen_at": fields.Datetime.now()})
         incident._saas_announce()

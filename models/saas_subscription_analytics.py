@@ -69,5 +69,6 @@ class SaasSubscription(models.Model):
             "state_to": self.state, "currency_id": self.currency_id.id,
             "mrr_before": self.currency_id.round(mrr),
             "mrr_after": self.currency_id.round(self.mrr), "mrr_after_company": after,
+            "mrr_before_company": previous.mrr_after_company,
             "mrr_change_company": after - previous.mrr_after_company,
         }

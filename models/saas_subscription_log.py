@@ -48,6 +48,9 @@ class SaasSubscriptionLog(models.Model):
     mrr_change_company = fields.Monetary(
         string="MRR Change", currency_field="company_currency_id", readonly=True,
         help="MRR After minus the previous row's, in the company's currency.")
+    mrr_before_company = fields.Monetary(
+        string="MRR Before", currency_field="company_currency_id", readonly=True,
+        help="The previous row's MRR After: what the subscription was counted for.")
     mrr_after_company = fields.Monetary(
         string="MRR After", currency_field="company_currency_id", readonly=True,
         help="The new monthly value, converted at the rate of the row's date.")

@@ -1,5 +1,7 @@
 """SaaS figures per month and company: MRR, ARR, movements, customers, churn,
-trial conversion, ARPU.
+trial conversion, ARPU.  Every amount, and every test on an amount, is in the
+company's currency (the log's ``*_company`` columns), so new + expansion -
+contraction - churn is the net change, whatever the rates did.
 
 A SQL view over ``saas.subscription.log`` (rules there), one row per company
 and month from its first logged month to the current one, months without
@@ -12,7 +14,7 @@ in CONFIGURATION.md ("Analytics"):
   paying subscriptions at its start.
 * revenue churn rate (gross): churned + contraction MRR / MRR at the start.
 * trial conversion: trials that became paying / trials that ended (paying,
-  expired or cancelled) during the month.
+  expired, cancelled or terminated) during the month.
 * ARPU: MRR / customers at the end of the month.
 """
 
@@ -58,8 +60,9 @@ class SaasKpiReport(models.Model):
     def _table_query(self):
         return SQL("""
             WITH log AS (
-                SELECT company_id, date_trunc('month', date)::date AS month, mrr_before,
-                       mrr_after, mrr_change_company AS change, state_from, state_to
+                SELECT company_id, date_trunc('month', date)::date AS month,
+                       mrr_before_company AS mrr_before, mrr_after_company AS mrr_after,
+                       mrr_change_company AS change, state_from, state_to
                   FROM saas_subscription_log
             ), months AS (
                 SELECT company_id, generate_series(
@@ -72,10 +75,10 @@ class SaasKpiReport(models.Model):
                        coalesce(sum(l.change) FILTER (
                            WHERE l.mrr_before = 0 AND l.mrr_after > 0), 0) AS new_mrr,
                        coalesce(sum(l.change) FILTER (
-                           WHERE l.mrr_before > 0 AND l.mrr_after > l.mrr_before), 0)
+                           WHERE l.mrr_before > 0 AND l.mrr_after > 0 AND l.change > 0), 0)
                            AS expansion_mrr,
                        coalesce(-sum(l.change) FILTER (
-                           WHERE l.mrr_after > 0 AND l.mrr_after < l.mrr_before), 0)
+                           WHERE l.mrr_before > 0 AND l.mrr_after > 0 AND l.change < 0), 0)
                            AS contraction_mrr,
                        coalesce(-sum(l.change) FILTER (
                            WHERE l.mrr_before > 0 AND l.mrr_after = 0), 0) AS churned_mrr,

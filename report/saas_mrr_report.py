@@ -1,6 +1,7 @@
 """MRR movements: every change of a subscription's monthly value, classified.
 
-A SQL view over ``saas.subscription.log`` (rules there): new (from nothing),
+A SQL view over ``saas.subscription.log`` (rules there), classified in the
+company's currency, as it is summed: new (from nothing),
 expansion (up), contraction (down, still paying) and churn (to nothing), in
 the company's currency.  Summed by month it gives each month's movements;
 cumulated (the graph's ``cumulated``) it gives the MRR itself.
@@ -52,9 +53,9 @@ class SaasMrrReport(models.Model):
               FROM saas_subscription_log l
               JOIN res_company c ON c.id = l.company_id
              CROSS JOIN LATERAL (SELECT CASE
-                   WHEN l.mrr_before = 0 THEN 'new'
-                   WHEN l.mrr_after = 0 THEN 'churn'
-                   WHEN l.mrr_after > l.mrr_before THEN 'expansion'
+                   WHEN l.mrr_before_company = 0 THEN 'new'
+                   WHEN l.mrr_after_company = 0 THEN 'churn'
+                   WHEN l.mrr_change_company > 0 THEN 'expansion'
                    ELSE 'contraction' END AS movement) m
-             WHERE l.mrr_before <> l.mrr_after
+             WHERE l.mrr_change_company <> 0
         """)

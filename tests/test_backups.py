@@ -98,7 +98,8 @@ class TestBackupRecords(LiveInstanceCase):
     def test_an_instance_with_backups_cannot_be_deleted(self):
         instance = self.make_live_instance("keepme")
         instance._saas_backup_now("manual")
-        instance.sudo().state = "terminated"  # deletable by its state: the backups refuse
+        # Deletable by its state and gone database: the backups refuse.
+        instance.sudo().write({"state": "terminated", "owned_database": False})
         with mute_logger("odoo.sql_db"), self.assertRaises(psycopg2.IntegrityError), \
                 self.env.cr.savepoint():
             instance.unlink()

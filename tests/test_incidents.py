@@ -97,3 +97,13 @@ class TestIncidents(LiveInstanceCase):
         self.env["ir.config_parameter"].set_param("saas.disk_alert_percent", 101)
         server._measure_disk()
         self.assertEqual(incident.state, "resolved")
+
+    def test_a_failed_subscription_mail_opens_an_incident_on_it(self):
+        instance = self.make_instance("incmail")
+        sub = self.env["saas.subscription"].create({"instance_id": instance.id})
+        sub._saas_mail_outcome("SMTP refused")
+        incident = self.incidents(sub, "mail")
+        self.assertEqual((len(incident), incident.instance_id, incident.details),
+                         (1, instance, "SMTP refused"))
+        sub._saas_mail_outcome(False)
+        self.assertEqual(incident.state, "resolved")

@@ -99,6 +99,20 @@ class TestOrphans(LiveInstanceCase):
             self.assertIn(os.path.join(self.backup_dir, file), action["params"]["message"])
         self.assertNotIn(name, self.scan().mapped("database_name"))
 
+    def test_a_backup_that_fails_drops_nothing(self):
+        name = "emptyorphan.saas.test"
+        self.addCleanup(self.drop_database, name)
+        with pg.maintenance(self.pg_params) as conn, conn.cursor() as cr:
+            cr.execute('CREATE DATABASE "emptyorphan.saas.test" TEMPLATE template0')
+            # No table at all: its dump has nothing to read back, so it is not verified.
+            pg.set_comment(conn, name, "saas_manager instance 999999 of %s"
+                           % self.env.cr.dbname)
+        with self.assertRaisesText(UserError, "was not dropped"):
+            self.line(name).action_drop_after_backup()
+        with pg.maintenance(self.pg_params) as conn:
+            self.assertTrue(pg.exists(conn, name), "nothing dropped without a verified backup")
+            self.assertTrue(pg.connections_allowed(conn, name), "and served as before")
+
     def test_changed_marker_or_new_owner_is_refused(self):
         _old_id, name = self.make_orphan("rechecked")
         line = self.line(name)

@@ -29,6 +29,8 @@ _logger = logging.getLogger(__name__)
 
 MARKER_PREFIX = "saas_manager instance "
 ADMIN_GROUP = "saas_manager.group_saas_admin"
+#: First key of the advisory lock taken on a database name while it is adopted or dropped.
+ORPHAN_LOCK_KEY = 0x5AA8
 #: Operations that will still act on an instance's databases.
 UNFINISHED_STATES = ("queued", "running", "failed")
 
@@ -152,6 +154,10 @@ class SaasOrphanDatabase(models.TransientModel):
         this role's, and is still owned by no instance."""
         self.ensure_one()
         self._saas_check_admin(self.server_id)
+        # One adoption or drop of a database at a time, until this transaction ends: the
+        # marker read below, on a fresh connection, then shows what the other one did.
+        self.env.cr.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                            [ORPHAN_LOCK_KEY, self.database_name])
         with pg.maintenance(self._saas_pg_params()) as conn:
             now = [row for row in pg.commented(conn, self.marker)
                    if row[0] == self.database_name and row[1] == self.marker]
@@ -232,7 +238,7 @@ class SaasOrphanDatabase(models.TransientModel):
     def action_drop_after_backup(self):
         self.ensure_one()
         server = self.server_id
-        name, made = self._saas_drop_after_backup()
+        name, made, leftover = self._saas_drop_after_backup()
         message = self.env._(
             "%(db)s was dropped after a verified backup. The backup is not a Backups record "
             "(a record belongs to an instance or a template); its files are kept on the "
@@ -240,6 +246,9 @@ class SaasOrphanDatabase(models.TransientModel):
             "%(archive_sha)s).", db=name, dump=made.dump_path,
             dump_sha=made.dump_sha256, archive=made.filestore_path,
             archive_sha=made.filestore_sha256)
+        if leftover:
+            message += " " + self.env._("Its filestore could not be removed (%(error)s): "
+                                        "remove it by hand.", error=leftover)
         return {"type": "ir.actions.client", "tag": "display_notification",
                 "params": {"message": message, "type": "success", "sticky": True,
                            "next": self._saas_list_action(server)}}
@@ -247,20 +256,29 @@ class SaasOrphanDatabase(models.TransientModel):
     def _saas_drop_after_backup(self):
         """Verified backup (kept as files), then drop the database and its filestore.
 
-        Returns ``(database name, the engine's Backup)``.  The
+        Returns ``(database name, the engine's Backup, why the filestore is left or
+        False)``.  The
         database is hidden from Odoo and its sessions ended meanwhile; a failed
         backup or drop raises and leaves it as it was (flags included).
         """
         self.ensure_one()
         self._saas_check_still_orphan()
         name = self.database_name
-        with self._saas_backup_window(name):
-            made = self._saas_backup(name)
-            self._saas_release(name)
-            with pg.maintenance(self._saas_pg_params()) as conn:
-                pg.drop(conn, name)
-        filestore.remove_tree(self._saas_filestore(name))
+        try:
+            with self._saas_backup_window(name):
+                made = self._saas_backup(name)
+                self._saas_release(name)
+                with pg.maintenance(self._saas_pg_params()) as conn:
+                    pg.drop(conn, name)
+        except (pg.PgError, OSError) as exc:
+            raise UserError(self.env._("%(db)s was not dropped: %(error)s", db=name,
+                                       error=str(exc))) from exc
         _logger.info("Orphan database %s dropped after a backup: %s, %s", name,
                      made.dump_path, made.filestore_path)
+        leftover = False
+        try:
+            filestore.remove_tree(self._saas_filestore(name))
+        except OSError as exc:  # the database is gone: say what is left, do not undo
+            leftover = str(exc)
         self.unlink()
-        return name, made
+        return name, made, leftover
