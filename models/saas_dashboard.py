@@ -67,8 +67,8 @@ class SaasDashboard(models.AbstractModel):
         """The MRR of the user's company: the sum of its subscriptions' last logged
         values (the MRR log's rules), shown in the company's currency."""
         company = self.env.company
-        [[total]] = self.env["saas.subscription.log"].sudo()._read_group(
-            [("company_id", "=", company.id)], [], ["mrr_change_company:sum"])
+        total = self.env["saas.subscription.log"]._saas_mrr_by_company(
+            [("company_id", "=", company.id)]).get(company, 0.0)
         return {"key": "mrr", "label": self.env._("MRR"),
                 "value": format_amount(self.env, total or 0.0, company.currency_id),
                 "count": total or 0.0, "tone": "primary",

@@ -100,8 +100,8 @@ class SaasMetrics(models.AbstractModel):
         last values in the MRR log, the figure the dashboard and the reports show (rules
         in saas_subscription_log.py)."""
         mrr = {}
-        for company, amount in self.env["saas.subscription.log"]._read_group(
-                [], ["company_id"], ["mrr_change_company:sum"]):
+        by_company = self.env["saas.subscription.log"]._saas_mrr_by_company()
+        for company, amount in by_company.items():
             mrr[company.currency_id] = mrr.get(company.currency_id, 0.0) + amount
         return metrics.gauge(
             "saas_mrr", "Monthly recurring revenue of the billed subscriptions, in the "

@@ -21,7 +21,7 @@ The rules, also in CONFIGURATION.md ("Analytics"):
   renewal is recorded when the renewal is invoiced, up to 7 days early).
 """
 
-from odoo import fields, models
+from odoo import api, fields, models
 
 from .saas_subscription import SUBSCRIPTION_STATES
 
@@ -54,3 +54,11 @@ class SaasSubscriptionLog(models.Model):
     mrr_after_company = fields.Monetary(
         string="MRR After", currency_field="company_currency_id", readonly=True,
         help="The new monthly value, converted at the rate of the row's date.")
+
+    @api.model
+    def _saas_mrr_by_company(self, domain=()):
+        """``{company: MRR}`` in each company's currency: the sum of the changes, which is
+        the sum of every subscription's last converted value (the figure of the
+        dashboard, the metrics endpoint and the reports)."""
+        return dict(self.sudo()._read_group(list(domain), ["company_id"],
+                                            ["mrr_change_company:sum"]))
