@@ -1,6 +1,6 @@
 {
     "name": "SaaS Manager",
-    "version": "18.0.1.5.0",
+    "version": "18.0.1.6.0",
     "category": "Services/SaaS",
     "summary": "Run an Odoo SaaS business: one database per client, cloned from templates",
     "author": "saas_manager developers",

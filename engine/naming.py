@@ -60,6 +60,9 @@ DBFILTERS = {ROUTING_HOST: "^%h$", ROUTING_SUBDOMAIN: "^%d$"}
 ALWAYS_RESERVED = frozenset({
     "www", "mail", "admin", "api", "postgres", "template0", "template1",
 })
+#: First characters of the templates' subdomains (:func:`template_database_name`):
+#: no customer subdomain starts with them, so a template made later never meets one.
+TEMPLATE_PREFIX = "tpl-"
 
 
 class NamingError(ValueError):
@@ -115,6 +118,9 @@ def check_subdomain(label, reserved=()):
             % (shown(label), problem or "invalid characters"))
     if label in ALWAYS_RESERVED or label in {str(name).strip().lower() for name in reserved}:
         raise NamingError("The subdomain %r is reserved." % label)
+    if label.startswith(TEMPLATE_PREFIX):
+        raise NamingError("The subdomain %r is reserved: names starting with %r are the "
+                          "templates'." % (label, TEMPLATE_PREFIX))
     return label
 
 
@@ -148,15 +154,6 @@ def is_domain(name):
     return True
 
 
-def is_subdomain(name):
-    """True when ``name`` passes :func:`check_subdomain` without reserved names."""
-    try:
-        check_subdomain(name)
-    except NamingError:
-        return False
-    return True
-
-
 def host_for(subdomain, base_domain):
     """The public host name of an instance (both parts validated)."""
     return "%s.%s" % (check_subdomain(subdomain), check_base_domain(base_domain))
@@ -164,16 +161,33 @@ def host_for(subdomain, base_domain):
 
 def database_name(subdomain, base_domain, routing=ROUTING_HOST):
     """The database name that ``dbfilter`` maps the instance's host to."""
-    check_subdomain(subdomain)
+    return _routed(check_subdomain(subdomain), base_domain, routing)
+
+
+def template_database_name(code, base_domain, routing=ROUTING_HOST):
+    """The database of the template ``code``, named so that ``dbfilter`` serves it while
+    it is configured: ``tpl-<code>.<base domain>`` (host routing) or ``tpl-<code>``
+    (subdomain routing), ``_`` of the code written ``-``.  Customers cannot take that
+    subdomain (:data:`TEMPLATE_PREFIX`)."""
+    label = TEMPLATE_PREFIX + _text(code, "template code").replace("_", "-")
+    problem = label_problem(label)
+    if problem:
+        raise NamingError("The template code %s gives no usable subdomain: %s."
+                          % (shown(code), problem))
+    return _routed(label, base_domain, routing)
+
+
+def _routed(label, base_domain, routing):
+    """The database name of the validated ``label`` under ``routing``."""
     if routing == ROUTING_HOST:
-        name = host_for(subdomain, base_domain)
+        name = "%s.%s" % (label, check_base_domain(base_domain))
     elif routing == ROUTING_SUBDOMAIN:
-        name = subdomain
+        name = label
     else:
         raise NamingError("Unknown routing mode %s." % shown(routing))
     if len(name.encode()) > MAX_DATABASE_NAME:
         raise NamingError("The database name %r is longer than PostgreSQL's %d characters: "
-                          "choose a shorter subdomain." % (name, MAX_DATABASE_NAME))
+                          "choose a shorter name." % (name, MAX_DATABASE_NAME))
     return name
 
 

@@ -162,6 +162,8 @@ def sanitize(conn, url, admin=None):
         new_identity(cr, url)
         close_public_signup(cr)
         login_tokens.ensure_table(cr)
+        # A link issued in the template (Open Template) must not open its clones.
+        cr.execute("DELETE FROM saas_login_token")
         if admin:
             hand_over_admin(cr, *admin)
             lock_other_users(cr, admin[1])

@@ -8,12 +8,8 @@ SaaS managers through *Login as Administrator*, which the instance's
 chatter records.  The link always opens the customer's administrator.
 """
 
-import psycopg2
-
 from odoo import models
 from odoo.exceptions import AccessError, UserError
-
-from ..engine import login as login_tokens
 
 
 class SaasInstance(models.Model):
@@ -41,14 +37,5 @@ class SaasInstance(models.Model):
         self.ensure_one()
         if self.state != "active":
             raise UserError(self.env._("Only an active instance can be logged into."))
-        seconds = self.env["saas.settings"]._get("saas.login_link_seconds")
-        conn = psycopg2.connect(dbname=self._owned_database_name(), **self._saas_pg_params())
-        try:
-            token = login_tokens.issue(conn, self.admin_login, seconds)
-        except ValueError as exc:
-            raise UserError(self.env._(
-                "The administrator %(login)s is no longer an active user of %(name)s.",
-                login=self.admin_login, name=self.name)) from exc
-        finally:
-            conn.close()
+        token = self._saas_issue_login(self._owned_database_name(), self.admin_login)
         return "%s/saas/login#%s" % (self.url, token)

@@ -5,10 +5,14 @@ import sys
 import time
 from datetime import datetime
 
+import psycopg2
+
 from odoo import models, sql_db
+from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 
 from ..engine import backup, pg
+from ..engine import login as login_tokens
 from ..engine.server import Proxy
 
 #: Stamps (seconds) a backup tries when a backup of the same second exists.
@@ -155,6 +159,21 @@ class SaasServerMixin(models.AbstractModel):
         ``saas_public_scheme`` (default https) and ``saas_public_port`` (default: the
         scheme's own), network facts the database cannot change."""
         return self._saas_server().public_url(host)
+
+    def _saas_issue_login(self, database, login):
+        """A one-click login token opening ``database`` as its active user ``login``
+        (``engine.login``; the link's life is ``saas.login_link_seconds``).  Private: the
+        caller decides who may have it."""
+        seconds = self.env["saas.settings"]._get("saas.login_link_seconds")
+        conn = psycopg2.connect(dbname=database, **self._saas_pg_params())
+        try:
+            return login_tokens.issue(conn, login, seconds)
+        except ValueError as exc:
+            raise UserError(self.env._(
+                "The administrator %(login)s is no longer an active user of %(db)s.",
+                login=login, db=database)) from exc
+        finally:
+            conn.close()
 
     def _saas_odoo_url(self):
         """The Odoo server that serves the client databases (odoo.conf ``saas_odoo_url``;

@@ -1,3 +1,4 @@
+import contextlib
 import re
 
 import psycopg2
@@ -35,8 +36,11 @@ class SaasTemplate(models.Model):
     active = fields.Boolean(default=True)
     description = fields.Text(translate=True)
     database_name = fields.Char(
-        required=True, tracking=True, copy=False,
-        help="PostgreSQL database that holds the template. It is never served to customers.")
+        tracking=True, copy=False,
+        help="PostgreSQL database that holds the template; never served to customers. Left "
+             "empty, it is named like a host so that the browser reaches it while it is "
+             "configured: tpl-<code>.<base domain> (host routing) or tpl-<code> (subdomain "
+             "routing), when the template is created or, without a base domain yet, built.")
     module_names = fields.Char(
         string="Modules", default="base",
         help="Technical names of the Odoo modules the template carries, comma-separated.")
@@ -160,8 +164,11 @@ class SaasTemplate(models.Model):
                 "digits, '_', '.' or '-', starting with a letter or digit.",
                 name=naming.shown(value))),
         )
+        optional = {"database_name"}  # empty: named from the code (_saas_name_database)
         for key, pattern, message in checks:
-            if key in vals and not (isinstance(vals[key], str) and pattern.fullmatch(vals[key])):
+            if key not in vals or (key in optional and not vals[key]):
+                continue
+            if not (isinstance(vals[key], str) and pattern.fullmatch(vals[key])):
                 raise ValidationError(message(vals[key]))
         if vals.get("database_name") in naming.ALWAYS_RESERVED:
             raise ValidationError(self.env._(
@@ -190,7 +197,7 @@ class SaasTemplate(models.Model):
 
     @api.constrains("database_name")
     def _check_database_name(self):
-        for template in self:
+        for template in self.filtered("database_name"):
             template._saas_check_names({"database_name": template.database_name})
             if template.database_name == self.env.cr.dbname:
                 raise ValidationError(self.env._(
@@ -270,7 +277,28 @@ class SaasTemplate(models.Model):
     def create(self, vals_list):
         for vals in vals_list:
             self._saas_check_names(vals)
+            if not vals.get("database_name") and vals.get("code"):
+                with contextlib.suppress(naming.NamingError):  # no base domain yet: at build
+                    vals["database_name"] = self._saas_derived_database_name(vals["code"])
         return super().create(vals_list)
+
+    @api.model
+    def _saas_derived_database_name(self, code):
+        """``tpl-<code>`` as a host of the base domain, as the routing mode serves it
+        (``engine.naming.template_database_name``); NamingError when it cannot be."""
+        params = self.env["saas.instance"]._saas_params()
+        return naming.template_database_name(code, params["base_domain"], params["routing"])
+
+    def _saas_name_database(self):
+        """Give templates without a database name the derived one (before a build)."""
+        for template in self.filtered(lambda t: not t.database_name):
+            try:
+                template.database_name = self._saas_derived_database_name(template.code)
+            except naming.NamingError as exc:
+                raise UserError(self.env._(
+                    "%(name)s has no database name and none can be derived: %(reason)s Set "
+                    "the base domain in the settings, or name the database yourself.",
+                    name=template.name, reason=str(exc))) from exc
 
     def write(self, vals):
         self._saas_check_names(vals)
@@ -323,23 +351,34 @@ class SaasTemplate(models.Model):
         return record
 
     def action_open_database(self):
-        """Open the template database in the browser, where the routing mode serves it."""
+        """Open the unlocked template in a new tab, logged in as its administrator.
+
+        A one-click login link (``engine.login``) of the template database, as
+        *Login as Administrator* is for an instance; the chatter records who.
+        """
         self.ensure_one()
         self.check_access("write")
         if self.state != "configuring":
             raise UserError(self.env._("Only an unlocked template can be opened."))
-        return {"type": "ir.actions.act_url", "target": "new", "url": self._access_url()}
+        address = self._access_url()
+        token = self._saas_issue_login(self.database_name, self.admin_login)
+        self.message_post(body=self.env._(
+            "%(user)s opened the template as its administrator %(login)s.",
+            user=self.env.user.name, login=self.admin_login))
+        return {"type": "ir.actions.act_url", "target": "new",
+                "url": "%s/saas/login#%s" % (address, token)}
 
     def _access_url(self):
-        """``dbfilter`` maps a host to a database: the template's name must be one."""
+        """The address that reaches the template database: ``dbfilter`` maps a host to a
+        database, so the database's name must be that host (host routing) or its first
+        label (subdomain routing), as the derived names are."""
         params = self.env["saas.instance"]._saas_params()
-        name = self.database_name
+        name = self.database_name or ""
         if params["routing"] == "host" and "." in name and naming.is_domain(name):
-            return "%s/odoo" % self._saas_public_url(name)
-        if (params["routing"] == "subdomain" and naming.is_subdomain(name)
+            return self._saas_public_url(name)
+        if (params["routing"] == "subdomain" and not naming.label_problem(name)
                 and naming.is_domain(params["base_domain"])):
-            return "%s/odoo" % self._saas_public_url(
-                naming.host_for(name, params["base_domain"]))
+            return self._saas_public_url("%s.%s" % (name, params["base_domain"]))
         raise UserError(self.env._(
             "With the current routing mode, no host reaches the database %(db)s. Name "
             "template databases like hosts (e.g. tpl-%(code)s.example.com with dbfilter ^%%h$, "

@@ -50,6 +50,7 @@ class SaasTemplate(models.Model):
         for template in self:
             if template.state not in ("draft", "error"):
                 raise UserError(self.env._("%(name)s is already built.", name=template.name))
+        self._saas_name_database()
         self._queue_build("install")
         return True
 

@@ -1,6 +1,7 @@
 """Subdomain validation and database names per routing mode (engine.naming)."""
 
 import pytest
+from saasdev.run_cmd import BLANK_TEMPLATE_DB
 
 from engine import naming
 
@@ -28,6 +29,43 @@ def test_always_reserved(label):
 def test_extra_reserved():
     with pytest.raises(naming.NamingError, match="reserved"):
         naming.check_subdomain("shop", reserved={"shop"})
+
+
+def test_template_prefix_is_reserved_for_templates():
+    with pytest.raises(naming.NamingError, match="templates'"):
+        naming.check_subdomain("tpl-restaurant")
+    assert naming.check_subdomain("tpl") == "tpl"
+    assert naming.check_subdomain("tplx-1") == "tplx-1"
+
+
+@pytest.mark.parametrize(("code", "routing", "expected"), [
+    ("restaurant", "host", "tpl-restaurant.example.com"),
+    ("restaurant", "subdomain", "tpl-restaurant"),
+    ("my_shop", "host", "tpl-my-shop.example.com"),
+    ("shop-2", "subdomain", "tpl-shop-2"),
+])
+def test_template_database_names(code, routing, expected):
+    assert naming.template_database_name(code, "example.com", routing) == expected
+
+
+@pytest.mark.parametrize("routing", ["host", "subdomain"])
+def test_the_dev_tool_names_its_template_as_the_product_does(routing):
+    assert BLANK_TEMPLATE_DB[routing] == naming.template_database_name(
+        "blank", "localhost", routing)
+
+
+@pytest.mark.parametrize(("code", "base_domain", "reason"), [
+    ("", "example.com", "required"),
+    ("Shop", "example.com", "lowercase"),
+    ("a.b", "example.com", "only lowercase letters"),
+    ("shop-", "example.com", "cannot start or end"),
+    ("x" * 60, "example.com", "at most 63"),
+    ("shop", "", "base domain is required"),
+    ("x" * 50, "example-domain.com", "longer than PostgreSQL"),
+])
+def test_template_database_names_refused(code, base_domain, reason):
+    with pytest.raises(naming.NamingError, match=reason):
+        naming.template_database_name(code, base_domain, "host")
 
 
 def test_database_name_per_routing_mode():
@@ -157,7 +195,6 @@ def test_hostile_subdomains_are_refused(label):
         naming.database_name(label, "example.com", naming.ROUTING_SUBDOMAIN)
     with pytest.raises(naming.NamingError):
         naming.database_name(label, "example.com", naming.ROUTING_HOST)
-    assert not naming.is_subdomain(label)
 
 
 @pytest.mark.parametrize("domain", HOSTILE_DOMAINS + NOT_TEXT + [None, False],
@@ -213,7 +250,6 @@ def test_messages_name_the_problem_and_escape_the_input():
 ])
 def test_good_subdomains_pass(label):
     assert naming.check_subdomain(label) == label
-    assert naming.is_subdomain(label)
 
 
 @pytest.mark.parametrize("domain", [

@@ -3,7 +3,7 @@
 import psycopg2
 import pytest
 
-from engine import sanitize
+from engine import login, sanitize
 
 SCHEMA = """
 CREATE TABLE ir_config_parameter (id serial, key varchar UNIQUE, value text, create_uid int,
@@ -113,6 +113,14 @@ def test_public_signup_is_closed_and_the_login_table_made(clone):
     sanitize.sanitize(clone, "https://acme.example.com")
     assert params(clone)["auth_signup.invitation_scope"] == "b2b"
     assert scalar(clone, "SELECT to_regclass('saas_login_token') IS NOT NULL")
+
+
+def test_login_links_of_the_template_do_not_open_its_clones(clone):
+    token = login.issue(clone, "admin")
+    sanitize.sanitize(clone, "https://acme.example.com")
+    assert scalar(clone, "SELECT count(*) FROM saas_login_token") == 0
+    with clone.cursor() as cr:
+        assert login.redeem(cr, token) is None
 
 
 CLAIM_SCHEMA = """

@@ -4,6 +4,7 @@ import shutil
 import tarfile
 import tempfile
 
+from odoo.exceptions import UserError
 from odoo.tests import TransactionCase, tagged
 
 from .common import SaasCase
@@ -44,7 +45,7 @@ class TestSeedData(TransactionCase):
         for template in templates:
             self.assertEqual(set(template.module_list()), expected[template.code])
             self.assertEqual(template.state, "draft")
-            self.assertEqual(template.database_name, "saas_tpl_%s" % template.code)
+            self.assertFalse(template.database_name, "installed before any base domain")
 
     def test_every_listed_module_exists_on_this_server(self):
         """A template module missing from the addons path would only fail at build time."""
@@ -72,6 +73,28 @@ class TestSeedData(TransactionCase):
         })
         self.assertEqual(root.action, self.env.ref("saas_manager.action_saas_dashboard"),
                          "the app opens on its dashboard")
+
+
+@tagged("post_install", "-at_install")
+class TestTemplateNames(SaasCase):
+
+    def test_template_databases_are_named_like_hosts(self):
+        """Open Template needs a host that reaches the database: the derived names are
+        hosts of the base domain, given at creation or, without a base domain, at build."""
+        blank = self.env.ref("saas_manager.template_blank")
+        self.assertEqual(self.env["saas.template"].create(
+            {"name": "Clinic", "code": "my_clinic"}).database_name,
+            "tpl-my-clinic.example.com")
+        set_param = self.env["ir.config_parameter"].set_param
+        set_param("saas.base_domain", "")
+        with self.assertRaisesText(UserError, "base domain"):
+            blank.action_build()
+        self.assertEqual((blank.state, blank.database_name), ("draft", False))
+        set_param("saas.base_domain", "example.com")
+        set_param("saas.routing_mode", "subdomain")
+        blank._saas_name_database()
+        self.assertEqual(blank.database_name, "tpl-blank")
+        self.assertEqual(blank._access_url(), "https://tpl-blank.example.com")
 
 
 @tagged("post_install", "-at_install")
@@ -129,6 +152,17 @@ class TestMigration(SaasCase):
         self.assertEqual(
             [(row.date, row.state_from, row.state_to, row.mrr_after) for row in sub.log_ids],
             [(sub.billing_anchor, "draft", "active", sub.price)])
+
+    def test_template_databases_renamed_until_built(self):
+        draft = self.env.ref("saas_manager.template_restaurant")
+        built = self.env.ref("saas_manager.template_blank")
+        self.env.cr.execute("UPDATE saas_template SET database_name = 'saas_tpl_' || code")
+        self.env.cr.execute("UPDATE saas_template SET database_owned = true, "
+                            "state = 'configuring' WHERE id = %s", [built.id])
+        self.load("post-migration", "18.0.1.6.0").migrate(self.env.cr, "18.0.1.5.0")
+        self.env.invalidate_all()
+        self.assertEqual(draft.database_name, "tpl-restaurant.example.com")
+        self.assertEqual(built.database_name, "saas_tpl_blank", "a built one keeps its own")
 
     def test_old_final_backup_paths_become_records(self):
         instance = self.make_instance("oldbackup")

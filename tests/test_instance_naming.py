@@ -74,9 +74,11 @@ class TestInstanceNaming(SaasCase):
 
     def test_template_and_manager_databases_are_reserved(self):
         self.env["ir.config_parameter"].set_param("saas.routing_mode", "subdomain")
-        self.template.database_name = "tpl-blank"
+        self.template.database_name = "blank-master"
         with self.assertRaisesText(ValidationError, "reserved"):
-            self.make_instance("tpl-blank")
+            self.make_instance("blank-master")
+        with self.assertRaisesText(ValidationError, "the templates'"):
+            self.make_instance("tpl-later")
         self.env["ir.config_parameter"].set_param("saas.routing_mode", "host")
         self.env["ir.config_parameter"].set_param("saas.base_domain", "localhost")
         manager_db = self.env.cr.dbname

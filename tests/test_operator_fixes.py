@@ -40,7 +40,7 @@ class TestPublicUrls(SaasCase):
         self.instance.sudo().state = "active"
         self.assertEqual(self.addresses(), ("https://pub.example.com",
                                             "https://pub.example.com/odoo",
-                                            "https://tpl-pub.example.com/odoo"))
+                                            "https://tpl-pub.example.com"))
 
     def test_scheme_and_port_from_odoo_conf_apply_to_existing_records(self):
         self.instance.sudo().state = "active"
@@ -48,7 +48,7 @@ class TestPublicUrls(SaasCase):
         self.configure("http", "8069")
         self.assertEqual(self.addresses(), ("http://pub.example.com:8069",
                                             "http://pub.example.com:8069/odoo",
-                                            "http://tpl-pub.example.com:8069/odoo"))
+                                            "http://tpl-pub.example.com:8069"))
         self.configure("https", "443")
         self.assertEqual(self.instance.url, "https://pub.example.com", "the scheme's own port")
 

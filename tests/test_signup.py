@@ -17,6 +17,7 @@ from odoo.tests.common import TEST_CURSOR_COOKIE_NAME, ChromeBrowser
 from odoo.tools import config, mute_logger
 
 from ..controllers import signup as signup_controller
+from ..engine import pg
 from .common import ServedClonesCase
 
 
@@ -395,6 +396,31 @@ class TestLoginLinks(SignupCase):
         self.assertEqual(info["username"], self.first.admin_login)
         again, _session = self.use_link(action["url"])
         self.assertEqual(again.status_code, 403)
+
+    def test_open_template_logs_the_saas_admin_into_the_template_once(self):
+        """The template workflow's "open" step: a template being configured has a
+        host-shaped database, which the server reaches, and its administrator is logged in."""
+        code = "open-%s" % uuid.uuid4().hex[:8]
+        template = self.env["saas.template"].create({
+            "name": "Open", "code": code, "state": "configuring", "pool_size": 0,
+            "admin_login": "admin", "admin_password": "admin"})
+        self.assertEqual(template.database_name, "tpl-%s.saas.test" % code)
+        with pg.maintenance(self.pg_params) as conn:
+            pg.clone(conn, self.tpl_db, template.database_name,
+                     owner_role=template._saas_db_owner())
+        self.addCleanup(self.drop_databases, [template.database_name])
+        admin = new_test_user(self.env, "saas_adm_open", "saas_manager.group_saas_admin")
+        action = template.with_user(admin).action_open_database()
+        self.assertIn("opened the template as its administrator admin",
+                      template.message_ids[0].body)
+        landed, session = self.use_link(action["url"])
+        self.assertEqual((landed.status_code, landed.headers["Location"].split("/", 3)[-1]),
+                         (303, "odoo"))
+        info = self.session_info(template.database_name, session)
+        self.assertEqual((info["db"], info["username"]), (template.database_name, "admin"))
+        self.assertEqual(self.use_link(action["url"])[0].status_code, 403, "single use")
+        with self.assertRaises(AccessError):
+            template.with_user(self.manager_user).action_open_database()
 
     def test_an_expired_link_is_refused(self):
         url = self.first._saas_login_url()

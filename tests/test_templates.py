@@ -231,12 +231,12 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
         template.database_name = "tpl-x%s" % template.code
         self.made.append(template.database_name)
         self.assertEqual(template._access_url(),
-                         "https://%s.example.com/odoo" % template.database_name)
+                         "https://%s.example.com" % template.database_name)
         set_param("saas.routing_mode", "host")
         with self.assertRaises(UserError):
             template._access_url()
         template.database_name = "tpl-%s.example.com" % template.code
-        self.assertEqual(template._access_url(), "https://%s/odoo" % template.database_name)
+        self.assertEqual(template._access_url(), "https://%s" % template.database_name)
 
     def test_build_fields_are_not_writable_by_users(self):
         admin = self.env["res.users"].create({
@@ -261,7 +261,7 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
             "database_name": ["postgres\n", "template1\n", "tpl\n", "tpl\x00", "\x00", "tpl\r",
                               "tpl\u2028", "t\u200dpl", "Tpl", "tpl name", "-tpl", "_tpl",
                               "tpl;drop", "tpl'", 'tpl"', "tpl/x", "tpl\\x", "\uff54pl",
-                              "x" * 64, "", 5, ["tpl"], True],
+                              "x" * 64, 5, ["tpl"], True],  # "": derived (test_data)
             "code": ["blank\n", "bl\x00ank", "Blank", "bl ank", "bl.ank", "b;", "", 7, ["x"],
                      "x" * 65],
             "lang": ["fr_BE\n", "fr\x00", "FR", "fr_be", 1],

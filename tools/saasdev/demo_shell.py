@@ -6,17 +6,21 @@ import time
 
 from odoo.tools import config
 
+set_param = env["ir.config_parameter"].set_param  # noqa: F821
+set_param("saas.base_domain", "localhost")
+set_param("saas.routing_mode", "subdomain" if config["dbfilter"] == "^%d$" else "host")
 template = env.ref("saas_manager.template_blank")  # noqa: F821
 if template.state != "ready":
+    # The database ./dev built: named tpl-blank as the product derives it.
+    template._saas_name_database()
     template.write({"admin_login": "admin", "admin_password": "admin", "state": "configuring"})
     template.action_lock()
 # Two standby databases: a sign-up gets its Odoo by a rename (the runner fills them).
 DEV_POOL_SIZE = 2
 if template.pool_size != DEV_POOL_SIZE:
     template.pool_size = DEV_POOL_SIZE
-env["ir.config_parameter"].set_param("saas.base_domain", "localhost")  # noqa: F821
 # The manager's own address (links in mails point there); Odoo sets it at the admin's login.
-env["ir.config_parameter"].set_param(  # noqa: F821
+set_param(
     "web.base.url", "http://%s:%s" % (env.cr.dbname, config["http_port"]))  # noqa: F821
 Partner = env["res.partner"]  # noqa: F821
 partner = Partner.search([("email", "=", "demo@example.com")], limit=1) or Partner.create(

@@ -26,6 +26,12 @@ def _read(path):
     return parser
 
 
+def routing_of(path):
+    """The routing mode whose dbfilter the odoo.conf at ``path`` has (host for any other)."""
+    dbfilter = _read(path).get("options", "dbfilter", fallback="")
+    return "subdomain" if dbfilter == DBFILTERS["subdomain"] else "host"
+
+
 def new_fernet_key():
     """A Fernet key (32 random bytes, urlsafe base64) without importing cryptography."""
     return base64.urlsafe_b64encode(os.urandom(32)).decode()

@@ -18,10 +18,12 @@ from pathlib import Path
 
 from . import odoo_log, pgcluster, s3server
 from .errors import ToolError
-from .odoo_conf import write_conf
+from .odoo_conf import routing_of, write_conf
 
 MANAGER_DB = "manager.localhost"
-BLANK_TEMPLATE_DB = "saas_tpl_blank"
+#: The Blank template's database per routing mode: ``tpl-blank`` as a host of the dev base
+#: domain, as the product names template databases, so that Open Template reaches it.
+BLANK_TEMPLATE_DB = {"host": "tpl-blank.localhost", "subdomain": "tpl-blank"}
 MODULE_PARTS = (
     "__manifest__.py",
     "__init__.py",
@@ -112,15 +114,16 @@ def ensure_blank_template(ws, run, conf):
     Built under a temporary name and renamed when complete: an interrupted
     build is never mistaken for a template.
     """
+    name = BLANK_TEMPLATE_DB[routing_of(conf)]
     databases = ws.databases()
-    if BLANK_TEMPLATE_DB in databases:
-        ws.say("template: %s exists" % BLANK_TEMPLATE_DB)
+    if name in databases:
+        ws.say("template: %s exists" % name)
         return
-    building = BLANK_TEMPLATE_DB + "_building"
+    building = "%s_building" % name
     if building in databases:
         ws.drop_database(building)
     logfile = ws.logs / "blank-template.log"
-    ws.say("template: building %s (base, mail; about 15 s, once)" % BLANK_TEMPLATE_DB)
+    ws.say("template: building %s (base, mail; about 15 s, once)" % name)
     proc = run(ws.odoo_cmd(conf, "-d", building, "-i", "base,mail", "--stop-after-init",
                            "--without-demo=all", "--no-http", "--logfile", str(logfile)),
                cwd=ws.repo, env=ws.child_env())
@@ -129,9 +132,9 @@ def ensure_blank_template(ws, run, conf):
         raise ToolError("building the Blank template failed; see %s" % logfile)
     set_company_currency(ws, conf, building)
     ws.psql('ALTER DATABASE :"old" RENAME TO :"new";', params=[("old", building),
-                                                              ("new", BLANK_TEMPLATE_DB)])
+                                                              ("new", name)])
     old_store, new_store = (ws.data_dir / "filestore" / building,
-                            ws.data_dir / "filestore" / BLANK_TEMPLATE_DB)
+                            ws.data_dir / "filestore" / name)
     if old_store.is_dir():
         old_store.rename(new_store)
 

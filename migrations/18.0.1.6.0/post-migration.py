@@ -1,0 +1,22 @@
+"""18.0.1.6.0: template databases are named like hosts (``tpl-<code>.<base domain>``, or
+``tpl-<code>`` with subdomain routing), so that Open Template reaches them.  A template
+not built yet that still has the old default name ``saas_tpl_<code>`` takes the new name,
+or none until its build when no base domain is set; a built template keeps its database
+(renaming it would break its clones' records and its pool)."""
+
+from odoo import SUPERUSER_ID, api
+from odoo.addons.saas_manager.engine import naming
+
+
+def migrate(cr, version):
+    if not version:
+        return
+    env = api.Environment(cr, SUPERUSER_ID, {})
+    Template = env["saas.template"].with_context(active_test=False)
+    for template in Template.search([("state", "=", "draft"), ("database_owned", "=", False)]):
+        if template.database_name != "saas_tpl_%s" % template.code:
+            continue
+        try:
+            template.database_name = Template._saas_derived_database_name(template.code)
+        except naming.NamingError:
+            template.database_name = False
