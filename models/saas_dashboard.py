@@ -83,13 +83,12 @@ class SaasDashboard(models.AbstractModel):
 
     @api.model
     def _backups_overdue(self):
-        """Active instances with a backup schedule whose newest verified backup is older
-        than two intervals (a slot was missed), or missing while the instance is older."""
+        """Active instances with a backup schedule whose newest good backup (verified, drill
+        not failed) is older than two intervals (a slot was missed), or missing while the
+        instance is older."""
         instances = self.env["saas.instance"].search(
             [("state", "=", "active"), ("plan_id.backup_interval_hours", ">", 0)])
-        newest = dict(self.env["saas.backup"].sudo()._read_group(
-            [("instance_id", "in", instances.ids), ("verified_at", "!=", False)],
-            ["instance_id"], ["stamp:max"]))
+        newest = self.env["saas.backup"]._saas_newest_good(instances)
         now = fields.Datetime.now()
         return instances.filtered(lambda instance: (
             newest.get(instance.sudo()) or instance.create_date) < now - timedelta(

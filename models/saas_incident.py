@@ -55,6 +55,9 @@ class SaasIncident(models.Model):
     occurrences = fields.Integer(readonly=True, default=1,
                                  help="Times the problem was seen while the incident was open.")
     details = fields.Text(readonly=True)
+    activity_id = fields.Many2one(
+        "mail.activity", readonly=True, ondelete="set null",
+        help="The to-do given to the responsible on the target, marked done at recovery.")
     duration_hours = fields.Float(string="Duration (h)", digits=(16, 2),
                                   compute="_compute_duration_hours")
 
@@ -131,7 +134,7 @@ class SaasIncident(models.Model):
                         self.details or self.name)
         target = self.env[self.res_model].browse(self.res_id)
         if "activity_ids" in target and self.user_id:
-            target.sudo().activity_schedule(
+            self.sudo().activity_id = target.sudo().activity_schedule(
                 "mail.mail_activity_data_todo", user_id=self.user_id.id,
                 summary=self.name[:200], note=self.details or "")
 
@@ -142,8 +145,6 @@ class SaasIncident(models.Model):
         self._saas_post(self.env._("[SaaS recovered] %(summary)s", summary=self.name),
                         self.env._("Recovered after %(hours).1f h. %(note)s",
                                    hours=self.duration_hours, note=note))
-        target = self.env[self.res_model].browse(self.res_id).exists()
-        if target and "activity_ids" in target:
-            target.sudo().activity_ids.filtered(
-                lambda a: a.summary == self.name[:200]).action_feedback(
-                feedback=self.env._("Recovered."))
+        activity = self.activity_id.sudo().exists()
+        if activity:
+            activity.action_feedback(feedback=self.env._("Recovered."))

@@ -26,6 +26,8 @@ POOL_STEPS = ("claim", "proxy")
 #: The steps of an instance made from a backup (restore as new) or an Odoo zip (import).
 COPY_STEPS = {"backup_id": ("restore", "sanitize_copy", "proxy"),
               "import_file": ("import", "sanitize_copy", "proxy")}
+#: Start of the comment on every database an instance owns (:meth:`_owner_marker`).
+OWNER_MARKER_PREFIX = "saas_manager instance "
 #: Where a clone is created before it is marked and renamed into place (instance id, random).
 PENDING_DATABASE = "saas_tmp_%d_%s"
 PENDING_DATABASE_RE = re.compile(r"saas_tmp_(\d+)_[0-9a-f]{8}")
@@ -186,7 +188,9 @@ class SaasInstance(models.Model):
                            "template_built_at": template.built_at})
 
     def _owner_marker(self):
-        return "saas_manager instance %s of %s" % (self.id, self.env.cr.dbname)
+        """The comment on the databases this instance owns (checked before any drop, and
+        read by the orphan scan): its id and the manager's database."""
+        return "%s%s of %s" % (OWNER_MARKER_PREFIX, self.id, self.env.cr.dbname)
 
     def _provision_filestore(self, run):
         source = self.template_id._saas_clone_source(self.server_id)

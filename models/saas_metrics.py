@@ -1,8 +1,8 @@
 """saas.metrics: the figures ``/saas/metrics`` serves (controllers/metrics.py).
 
-Each metric family is one aggregate query (``_read_group`` or SQL), so a
-scrape costs the same handful of queries with ten instances or ten
-thousand.  Read as superuser: the endpoint has no user, its bearer token is
+Each metric family is one or two aggregate queries (``_read_group`` or
+SQL), so a scrape costs the same handful of queries with ten instances or
+ten thousand.  Read as superuser: the endpoint has no user, its bearer token is
 the access check.  What each metric means is in CONFIGURATION.md, "Metrics
 (Prometheus)".
 """
@@ -76,24 +76,20 @@ class SaasMetrics(models.AbstractModel):
             for kind, _kind_label in OPERATION_KINDS for state, _state_label in OPERATION_STATES])
 
     def _saas_backup_ages(self):
-        """Seconds since the start (``stamp``, the database server's clock, hence SQL) of
-        each active instance's newest verified backup whose restore drill did not fail;
-        ``+Inf`` for an instance without one, so that an age alert fires for it too."""
-        self.env["saas.instance"].flush_model(["state", "host"])
-        self.env["saas.backup"].flush_model(["instance_id", "verified_at", "drill_state",
-                                             "stamp"])
-        self.env.cr.execute(SQL(
-            """SELECT i.host, EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - max(b.stamp))
-                 FROM saas_instance i
-                 LEFT JOIN saas_backup b ON b.instance_id = i.id AND b.verified_at IS NOT NULL
-                                        AND b.drill_state IS DISTINCT FROM 'failed'
-                WHERE i.state = 'active' AND i.host IS NOT NULL
-                GROUP BY i.host ORDER BY i.host"""))
+        """Seconds since the start (``stamp``, the database server's clock) of each active
+        instance's newest good backup (``saas.backup._saas_newest_good``); ``+Inf`` for an
+        instance without one, so that an age alert fires for it too."""
+        instances = self.env["saas.instance"].sudo().search(
+            [("state", "=", "active"), ("host", "!=", False)], order="host")
+        newest = self.env["saas.backup"]._saas_newest_good(instances)
+        self.env.cr.execute("SELECT now() AT TIME ZONE 'UTC'")
+        now = self.env.cr.fetchone()[0]
         return metrics.gauge(
             "saas_backup_newest_verified_age_seconds",
             "Age of the newest verified backup of the active instance (+Inf: none).",
-            [({"instance": host}, float("inf") if age is None else age)
-             for host, age in self.env.cr.fetchall()])
+            [({"instance": instance.host},
+              (now - newest[instance]).total_seconds() if instance in newest else float("inf"))
+             for instance in instances])
 
     def _saas_mrr(self):
         """Monthly recurring revenue per company currency: the sum of the subscriptions'

@@ -81,20 +81,21 @@ class TestTemplateNames(SaasCase):
     def test_template_databases_are_named_like_hosts(self):
         """Open Template needs a host that reaches the database: the derived names are
         hosts of the base domain, given at creation or, without a base domain, at build."""
-        blank = self.env.ref("saas_manager.template_blank")
-        self.assertEqual(self.env["saas.template"].create(
-            {"name": "Clinic", "code": "my_clinic"}).database_name,
-            "tpl-my-clinic.example.com")
+        Template = self.env["saas.template"]
+        self.assertEqual(Template.create({"name": "Clinic", "code": "my_clinic"}).database_name,
+                         "tpl-my-clinic.example.com")
         set_param = self.env["ir.config_parameter"].set_param
         set_param("saas.base_domain", "")
+        later = Template.create({"name": "Later", "code": "later"})
+        self.assertFalse(later.database_name, "no base domain yet")
         with self.assertRaisesText(UserError, "base domain"):
-            blank.action_build()
-        self.assertEqual((blank.state, blank.database_name), ("draft", False))
+            later.action_build()
+        self.assertEqual((later.state, later.database_name), ("draft", False))
         set_param("saas.base_domain", "example.com")
         set_param("saas.routing_mode", "subdomain")
-        blank._saas_name_database()
-        self.assertEqual(blank.database_name, "tpl-blank")
-        self.assertEqual(blank._access_url(), "https://tpl-blank.example.com")
+        later._saas_name_database()
+        self.assertEqual(later.database_name, "tpl-later")
+        self.assertEqual(later._access_url(), "https://tpl-later.example.com")
 
 
 @tagged("post_install", "-at_install")
@@ -163,6 +164,14 @@ class TestMigration(SaasCase):
         self.env.invalidate_all()
         self.assertEqual(draft.database_name, "tpl-restaurant.example.com")
         self.assertEqual(built.database_name, "saas_tpl_blank", "a built one keeps its own")
+
+    def test_open_incidents_find_their_todo(self):
+        instance = self.make_instance("oldincident", user_id=self.saas_user.id)
+        incident = self.env["saas.incident"]._saas_open("down", instance, "Old is down")
+        todo = incident.activity_id
+        incident.activity_id = False  # opened before 18.0.1.6.0
+        self.load("post-migration", "18.0.1.6.0").migrate(self.env.cr, "18.0.1.5.0")
+        self.assertEqual((len(todo), incident.activity_id), (1, todo))
 
     def test_old_final_backup_paths_become_records(self):
         instance = self.make_instance("oldbackup")

@@ -132,6 +132,7 @@ class TestServers(SaasCase):
         self.assertFalse(template.deployment_ids)
         with self.assertRaisesText(UserError, "no ready deployment"):
             template._saas_clone_source(self.local)
+        template._saas_name_database()  # as its build does
         template.sudo().write({"state": "ready", "revision": 4})
         deployment = template._saas_clone_source(self.local)
         self.assertEqual((deployment.database_name, deployment.revision, deployment.state),

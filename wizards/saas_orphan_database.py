@@ -24,10 +24,10 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 
 from ..engine import filestore, naming, pg
+from ..models.saas_instance_provisioning import OWNER_MARKER_PREFIX
 
 _logger = logging.getLogger(__name__)
 
-MARKER_PREFIX = "saas_manager instance "
 ADMIN_GROUP = "saas_manager.group_saas_admin"
 #: First key of the advisory lock taken on a database name while it is adopted or dropped.
 ORPHAN_LOCK_KEY = 0x5AA8
@@ -70,7 +70,7 @@ class SaasOrphanDatabase(models.TransientModel):
     # -- scan ------------------------------------------------------------------------
     @api.model
     def _saas_marker_re(self):
-        return re.compile(r"%s(\d+) of %s" % (re.escape(MARKER_PREFIX),
+        return re.compile(r"%s(\d+) of %s" % (re.escape(OWNER_MARKER_PREFIX),
                                               re.escape(self.env.cr.dbname)))
 
     @api.model
@@ -78,7 +78,7 @@ class SaasOrphanDatabase(models.TransientModel):
         """``{name: (marker, instance id, size in bytes, reason)}`` of ``server``'s orphans."""
         params = server._server().pg_params()
         with pg.maintenance(params) as conn:
-            rows = pg.commented(conn, MARKER_PREFIX)
+            rows = pg.commented(conn, OWNER_MARKER_PREFIX)
         marker_re = self._saas_marker_re()
         found = {}
         for name, marker, size in rows:

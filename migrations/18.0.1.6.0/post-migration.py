@@ -2,7 +2,9 @@
 ``tpl-<code>`` with subdomain routing), so that Open Template reaches them.  A template
 not built yet that still has the old default name ``saas_tpl_<code>`` takes the new name,
 or none until its build when no base domain is set; a built template keeps its database
-(renaming it would break its clones' records and its pool)."""
+(renaming it would break its clones' records and its pool).  Open incidents remember
+their to-do by id from now on: the to-dos of those opened before are found by summary,
+as they were matched until then."""
 
 from odoo import SUPERUSER_ID, api
 from odoo.addons.saas_manager.engine import naming
@@ -12,6 +14,11 @@ def migrate(cr, version):
     if not version:
         return
     env = api.Environment(cr, SUPERUSER_ID, {})
+    _rename_unbuilt_templates(env)
+    _link_incident_todos(env)
+
+
+def _rename_unbuilt_templates(env):
     Template = env["saas.template"].with_context(active_test=False)
     for template in Template.search([("state", "=", "draft"), ("database_owned", "=", False)]):
         if template.database_name != "saas_tpl_%s" % template.code:
@@ -20,3 +27,10 @@ def migrate(cr, version):
             template.database_name = Template._saas_derived_database_name(template.code)
         except naming.NamingError:
             template.database_name = False
+
+
+def _link_incident_todos(env):
+    for incident in env["saas.incident"].search([("state", "=", "open")]):
+        incident.activity_id = env["mail.activity"].search(
+            [("res_model", "=", incident.res_model), ("res_id", "=", incident.res_id),
+             ("summary", "=", incident.name[:200])], limit=1)
