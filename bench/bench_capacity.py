@@ -1,4 +1,4 @@
-"""Capacity benchmark: N client databases served by ONE prefork Odoo, memory and latency.
+"""Capacity benchmark: N client databases served by prefork Odoo, memory and latency.
 
 What the product does at scale, measured in one run on this machine:
 
@@ -8,10 +8,11 @@ What the product does at scale, measured in one run on this machine:
   product makes them (``engine.pg.clone``, WAL_LOG strategy, its filestore
   hardlink-copied by ``engine.filestore.clone_tree``), each named like a host
   (``capbench-c0001.localhost``);
-* ONE Odoo in prefork mode serving them all: ``--workers 2``,
-  ``--max-cron-threads 0`` (no cron worker: it would visit, and load, every
-  database on its own; this measures the serving side only),
-  ``--db-filter ^%h$``, bound to 127.0.0.1, with Odoo's default memory limits
+* ONE Odoo in prefork mode serving them all (or K sharded by host:
+  ``--shards``, below): ``--workers 2``, ``--max-cron-threads 0`` (no cron
+  worker: it would visit, and load, every database on its own; this measures
+  the serving side only), ``--db-filter ^%h$``, bound to 127.0.0.1, with
+  Odoo's default memory limits
   (``--limit-memory-soft`` 2048 MiB, ``--limit-memory-hard`` 2560 MiB) unless
   the flags say otherwise;
 * phase **cold**: ``GET /web/login`` once per client (``Host`` header = the
@@ -45,6 +46,19 @@ Odoo's log; PostgreSQL's log says "remaining connection slots are reserved".
 A "warm" pass is warm only for the worker that loaded the registry: each
 prefork worker loads its own, so repeat it (``--phases cold,warm,warm``).
 
+``--shards K`` shards by host, as ``saas_proxy_upstream`` lists do in
+production: K such Odoo servers (each ``--workers W``, its own HTTP and
+gevent port, the same odoo.conf otherwise) behind nginx, whose upstreams are
+the product's own (``engine.proxy.render_upstreams``: ``hash $host``), plain
+HTTP on 127.0.0.1, run in the foreground from ``.local/capbench_nginx`` (its
+conf, pid, logs and temp files).  Every request goes to nginx with the
+client's ``Host``, so a client always reaches the same server and only that
+server's W workers load its registry, instead of every worker of one server.
+Odoo's memory is then the PSS of all K process trees (nginx's is printed
+apart, and counted in the total); the probe, the log scan and the worker
+lines cover every shard (``(shard i)``); PostgreSQL's connections are the
+total.  K = 1 (the default) is one Odoo and no nginx, as above.
+
 Ratios against the seed's sizing claims (GB = 10^9 bytes, scaled linearly to
 N): 24 GB per 100 clients ("per-client Odoo") and 200 GB per 100 clients
 (Docker per client).  Goal checked: 1,000 clients, total <= 12 GiB, warm p95
@@ -58,6 +72,7 @@ Usage (uses ./dev's Odoo, virtualenv and PostgreSQL)::
     python3 bench/bench_capacity.py --clients 1000 --limit-memory-soft 8192 \\
         --limit-memory-hard 9216
     python3 bench/bench_capacity.py --clients 1000 --pgbouncer   # PgBouncer, session pooling
+    python3 bench/bench_capacity.py --clients 1000 --shards 2 --workers 1   # 2 Odoo, nginx
 
 ``--pgbouncer`` starts PgBouncer (``apt-get install pgbouncer``) on 127.0.0.1
 in SESSION pooling mode and points Odoo at it: Odoo's LISTEN (bus) and
@@ -74,6 +89,7 @@ import argparse
 import collections
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,6 +148,31 @@ class CapbenchProbe(http.Controller):
             "vms": mem.vms, "rss": mem.rss}), content_type="application/json")
 ''' % PROBE_ROUTE,
 }
+NGINX_TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+NGINX_CONF = """\
+daemon off;
+pid %(folder)s/nginx.pid;
+error_log %(folder)s/error.log;
+events {}
+http {
+    access_log %(folder)s/access.log;
+%(temp_paths)s%(upstreams)s    server {
+        listen 127.0.0.1:%(port)d;
+        proxy_read_timeout 300s;
+        proxy_max_temp_file_size 0;
+        proxy_set_header Host $host;
+        location /websocket {
+            proxy_pass http://saas_odoo_websocket;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection upgrade;
+        }
+        location / {
+            proxy_pass http://saas_odoo;
+        }
+    }
+}
+"""
 LOG_RE = re.compile(r"^\S+ \S+ (\d+) (\w+) (\S+) (\S+): (.*)")
 LOG_EVENTS = (
     ("registry loads", re.compile(r"Registry loaded in")),
@@ -145,7 +186,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=100, help="N client databases")
     parser.add_argument("--concurrency", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="per Odoo server")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="K Odoo servers behind nginx, sharded by host (hash $host)")
     parser.add_argument("--limit-memory-soft", type=int, default=2048, help="MiB")
     parser.add_argument("--limit-memory-hard", type=int, default=2560, help="MiB")
     parser.add_argument("--db-maxconn", type=int, default=64,
@@ -158,7 +201,10 @@ def parse_args(argv):
                         help="comma-separated, in order; a phase may repeat (cold,warm,warm)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the template and clones for the next run")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.shards < 1:
+        parser.error("--shards must be 1 or more")
+    return args
 
 
 # -- outside the venv --------------------------------------------------------
@@ -298,14 +344,16 @@ def postmaster_pid():
         return None  # an external server (PG* variables): not measurable here
 
 
-def memory(odoo_pid, bouncer):
+def memory(run):
+    """PSS of every Odoo process tree (all shards), PostgreSQL, PgBouncer and nginx."""
     pg_pid = postmaster_pid()
-    odoo_pids = descendants(odoo_pid)
-    pg_pids = descendants(pg_pid) if pg_pid else []
-    bouncer_pids = descendants(bouncer.pid) if bouncer else []
-    sizes = {"odoo": pss(odoo_pids), "pg": pss(pg_pids), "bouncer": pss(bouncer_pids)}
+    trees = {"odoo": [pid for shard in run.shards for pid in descendants(shard.proc.pid)],
+             "pg": descendants(pg_pid) if pg_pid else [],
+             "bouncer": descendants(run.bouncer.pid) if run.bouncer else [],
+             "nginx": descendants(run.nginx.pid) if run.nginx else []}
+    sizes = {name: pss(pids) for name, pids in trees.items()}
     sizes["total"] = sum(sizes.values())
-    sizes["procs"] = {"odoo": len(odoo_pids), "pg": len(pg_pids), "bouncer": len(bouncer_pids)}
+    sizes["procs"] = {name: len(pids) for name, pids in trees.items()}
     return sizes
 
 
@@ -355,7 +403,8 @@ def wide_modules(value):
     return value if isinstance(value, str) else ",".join(value)
 
 
-def start_odoo(conf, args, log, db_port):
+def start_odoo(conf, args, log, db_port, tag=""):
+    """One prefork Odoo on free ports: ``(proc, port, gevent_port, log, tag)``."""
     from saasdev.pgcluster import free_port
 
     from odoo.tools import config
@@ -375,23 +424,49 @@ def start_odoo(conf, args, log, db_port):
            "--logfile", str(log), "--log-level", "info"]
     log.unlink(missing_ok=True)
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
-    return proc, port
+    return types.SimpleNamespace(proc=proc, port=port, gevent_port=gevent_port, log=log,
+                                 tag=tag)
 
 
-def wait_up(proc, port, timeout=120):
+def start_nginx(shards):
+    """nginx in front of the shards with the product's upstreams (``hash $host``), plain
+    HTTP on 127.0.0.1, in the foreground; returns ``(process, port, folder)``."""
+    from saasdev.pgcluster import free_port
+
+    from engine import proxy
+
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.access(binary, os.X_OK):
+        raise SystemExit("--shards: nginx is not installed (apt-get install nginx)")
+    folder = REPO / ".local" / "capbench_nginx"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (folder / "nginx.conf").write_text(NGINX_CONF % {
+        "folder": folder, "port": port,
+        "temp_paths": "".join("    %s_temp_path %s;\n" % (name, folder / name)
+                              for name in NGINX_TEMP_PATHS),
+        "upstreams": "".join("    %s\n" % row for row in proxy.render_upstreams(*(
+            ",".join("127.0.0.1:%d" % getattr(shard, key) for shard in shards)
+            for key in ("port", "gevent_port"))).splitlines())})
+    proc = subprocess.Popen([binary, "-e", str(folder / "error.log"), "-p", str(folder),
+                             "-c", str(folder / "nginx.conf")], start_new_session=True)
+    return proc, port, folder
+
+
+def wait_up(proc, port, what="Odoo", timeout=120):
     import requests
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("Odoo exited with status %s" % proc.returncode)
+            raise RuntimeError("%s exited with status %s" % (what, proc.returncode))
         try:
             if requests.get("http://127.0.0.1:%d/web/health" % port, timeout=5).ok:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.5)
-    raise RuntimeError("Odoo did not answer /web/health within %d s" % timeout)
+    raise RuntimeError("%s did not answer /web/health within %d s" % (what, timeout))
 
 
 def start_pgbouncer(params, server_conns):
@@ -582,12 +657,13 @@ def print_state(run, label, sizes):
     """The figures after a phase: memory, connections, workers, log events."""
     baseline = getattr(run, "baseline", None)
     marginal = (sizes["total"] - baseline["total"]) / run.args.clients if baseline else 0.0
-    print("  memory after %-6s Odoo %s (%d procs)  PostgreSQL %s (%d procs)%s  total %s  "
+    print("  memory after %-6s Odoo %s (%d procs)  PostgreSQL %s (%d procs)%s%s  total %s  "
           "marginal %.1f MiB/client" % (
               label, mib(sizes["odoo"]), sizes["procs"]["odoo"], mib(sizes["pg"]),
               sizes["procs"]["pg"],
               "  PgBouncer %s" % mib(sizes["bouncer"]) if sizes["procs"]["bouncer"] else "",
-              mib(sizes["total"]), marginal / MIB))
+              "  nginx %s (%d procs)" % (mib(sizes["nginx"]), sizes["procs"]["nginx"])
+              if sizes["procs"]["nginx"] else "", mib(sizes["total"]), marginal / MIB))
     try:
         rows, (max_conn, reserved) = connections(run.params)
         held = sum(row[2] for row in rows)
@@ -596,18 +672,24 @@ def print_state(run, label, sizes):
                   "%s/%s %d (%d dbs)" % row for row in rows) or "none"))
     except Exception as exc:  # the figure is missing, the run goes on
         print("  connections: could not ask PostgreSQL: %s" % str(exc).strip())
-    for pid, answer in sorted(probe_workers(run.port, run.args.workers).items()):
-        print("  worker %d: registries %d of LRU %d, pooled connections %d of db_maxconn %d, "
+    for shard in run.shards:
+        print_shard(run, shard)
+    sys.stdout.flush()
+
+
+def print_shard(run, shard):
+    """One Odoo server's workers (asked directly, not through nginx) and log events."""
+    for pid, answer in sorted(probe_workers(shard.port, run.args.workers).items()):
+        print("  worker %d%s: registries %d of LRU %d, pooled connections %d of db_maxconn %d, "
               "VMS %s (soft limit counts VMS), RSS %s" % (
-                  pid, answer["registries"], answer["capacity"], answer["pool"],
+                  pid, shard.tag, answer["registries"], answer["capacity"], answer["pool"],
                   run.args.db_maxconn, mib(answer["vms"]).strip(), mib(answer["rss"]).strip()))
-    counts, loads, errors = run.watch.since_last()
-    print("  Odoo log: %s; registry loads per pid: %s" % (
-        ", ".join("%s %d" % (name, counts[name]) for name, _ in LOG_EVENTS),
+    counts, loads, errors = shard.watch.since_last()
+    print("  Odoo log%s: %s; registry loads per pid: %s" % (
+        shard.tag, ", ".join("%s %d" % (name, counts[name]) for name, _ in LOG_EVENTS),
         ", ".join("%s: %d" % item for item in sorted(loads.items())) or "none"))
     for error, number in errors.most_common(4):
         print("    %5d x ERROR %s" % (number, error))
-    sys.stdout.flush()
 
 
 def phase_line(label, values):
@@ -622,15 +704,18 @@ def report(run):
     count = args.clients
     print()
     print("=" * 100)
-    print("SUMMARY  N=%d clients, one Odoo --workers %d --max-cron-threads 0, limit-memory-soft "
+    print("SUMMARY  N=%d clients, %s --workers %d --max-cron-threads 0, limit-memory-soft "
           "%d MiB / hard %d MiB, db_maxconn %d, %s, concurrency %d" % (
-              count, args.workers, args.limit_memory_soft, args.limit_memory_hard,
+              count, "one Odoo" if args.shards == 1 else
+              "%d Odoo behind nginx (hash $host), each" % args.shards,
+              args.workers, args.limit_memory_soft, args.limit_memory_hard,
               args.db_maxconn, "PgBouncer (session pooling)" if args.pgbouncer
               else "PostgreSQL direct", args.concurrency))
     if run.clone_times:
         print(phase_line("clone (engine.pg + filestore)", run.clone_times))
-    print("registry LRU per worker: int(%d MiB / 15 MiB) = %d databases (x %d workers); "
-          "clients %d" % (args.limit_memory_soft, run.lru, args.workers, count))
+    print("registry LRU per worker: int(%d MiB / 15 MiB) = %d databases (x %d workers%s); "
+          "clients %d" % (args.limit_memory_soft, run.lru, args.workers * args.shards,
+                          " in %d shards" % args.shards if args.shards > 1 else "", count))
     for phase, (times, errors, wall) in results.items():
         for label, values in times.items():
             print(phase_line("%s %s" % (phase, label), values))
@@ -639,11 +724,12 @@ def report(run):
             " (%s)" % ", ".join("%d x %s" % (n, e) for e, n in errors.most_common(4))
             if errors else ""))
     total = peak["total"]
-    print("memory: idle server %s; peak over phases %s (Odoo %s, PostgreSQL %s%s); "
+    print("memory: idle server %s; peak over phases %s (Odoo %s, PostgreSQL %s%s%s); "
           "marginal %.1f MiB/client" % (
               mib(baseline["total"]).strip(), mib(total).strip(), mib(peak["odoo"]).strip(),
               mib(peak["pg"]).strip(), ", PgBouncer %s" % mib(peak["bouncer"]).strip()
-              if peak["bouncer"] else "", (total - baseline["total"]) / count / MIB))
+              if peak["bouncer"] else "", ", nginx %s" % mib(peak["nginx"]).strip()
+              if peak["nginx"] else "", (total - baseline["total"]) / count / MIB))
     for label, per_hundred in CLAIMS:
         claim = per_hundred * count / 100
         print("ratio measured / %s -> %.0f GB for %d: %.4f (%.0fx less)" % (
@@ -673,12 +759,14 @@ def inner(args):
     run = types.SimpleNamespace(
         args=args, conf=conf, data_dir=config["data_dir"], results={}, clone_times=[],
         params={key: config[f"db_{key}"] for key in ("host", "port", "user")},
-        lru=int(args.limit_memory_soft * MIB / REGISTRY_AVG), odoo=None, bouncer=None,
-        log=REPO / ".local" / "logs" / "bench_capacity-odoo.log")
+        lru=int(args.limit_memory_soft * MIB / REGISTRY_AVG), shards=[], bouncer=None,
+        nginx=None)
     print("Odoo limits: --limit-memory-soft %d MiB, --limit-memory-hard %d MiB (Odoo's "
           "defaults: 2048 / 2560), --db_maxconn %d (default 64), --workers %d, "
-          "--max-cron-threads 0" % (args.limit_memory_soft, args.limit_memory_hard,
-                                    args.db_maxconn, args.workers), flush=True)
+          "--max-cron-threads 0%s" % (args.limit_memory_soft, args.limit_memory_hard,
+                                      args.db_maxconn, args.workers,
+                                      ", in each of %d Odoo servers sharded by host"
+                                      % args.shards if args.shards > 1 else ""), flush=True)
     print("registry LRU per worker: int(limit_memory_soft / 15 MiB) = %d databases" % run.lru)
     try:
         prepare_databases(run)
@@ -686,8 +774,9 @@ def inner(args):
         measure(run)
         report(run)
     finally:
-        if run.odoo is not None:
-            stop_group(run.odoo, signal.SIGINT)
+        for shard in run.shards:
+            stop_group(shard.proc, signal.SIGINT)
+        stop_group(run.nginx)
         stop_group(run.bouncer)
         if args.keep:
             print("--keep: the template and the clones stay for the next run")
@@ -718,15 +807,31 @@ def serve(run):
         run.bouncer, db_port = start_pgbouncer(run.params, server_conns)
         print("pgbouncer: session pooling on 127.0.0.1:%d, max_user_connections %d" % (
             db_port, server_conns), flush=True)
-    run.odoo, run.port = start_odoo(run.conf, run.args, run.log, db_port)
-    wait_up(run.odoo, run.port)
-    print("odoo: prefork, %d workers, on 127.0.0.1:%d (log %s)" % (
-        run.args.workers, run.port, run.log), flush=True)
-    run.watch = LogWatch(run.log)
+    start_shards(run, db_port)
+    run.port = run.shards[0].port
+    if run.args.shards > 1:
+        run.nginx, run.port, folder = start_nginx(run.shards)
+        wait_up(run.nginx, run.port, "nginx")
+        print("nginx: hash $host over %d Odoo servers, on 127.0.0.1:%d (conf and logs in %s)"
+              % (run.args.shards, run.port, folder), flush=True)
     time.sleep(2)
-    run.baseline = run.peak = memory(run.odoo.pid, run.bouncer)
+    run.baseline = run.peak = memory(run)
     print("before any client request:")
     print_state(run, "start", run.baseline)
+
+
+def start_shards(run, db_port):
+    """K Odoo servers (one, named as before, without --shards), each up before the next."""
+    logs, sharded = REPO / ".local" / "logs", run.args.shards > 1
+    for number in range(1, run.args.shards + 1):
+        log = logs / ("bench_capacity-odoo%s.log" % ("-shard%d" % number if sharded else ""))
+        shard = start_odoo(run.conf, run.args, log, db_port,
+                           " (shard %d)" % number if sharded else "")
+        run.shards.append(shard)
+        wait_up(shard.proc, shard.port)
+        print("odoo%s: prefork, %d workers, on 127.0.0.1:%d (log %s)" % (
+            shard.tag, run.args.workers, shard.port, log), flush=True)
+        shard.watch = LogWatch(log)
 
 
 def measure(run):
@@ -746,7 +851,7 @@ def measure(run):
             print("  " + phase_line(label, values))
         print("  wall %.1f s, errors %d %s" % (wall, sum(errors.values()),
                                                dict(errors.most_common(4))))
-        sizes = memory(run.odoo.pid, run.bouncer)
+        sizes = memory(run)
         run.peak = max(run.peak, sizes, key=lambda s: s["total"])
         print_state(run, phase, sizes)
 

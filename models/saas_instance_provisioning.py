@@ -264,14 +264,16 @@ class SaasInstance(models.Model):
 
     def _saas_proxy_texts(self, settings):
         """``{file name: nginx text}``: the wildcard file, and the custom domain's if any."""
+        server = self._saas_server()
+        public = {"scheme": server.public_scheme, "port": server.public_port}
         texts = {proxy.WILDCARD_FILE: proxy.render_wildcard(
             self._saas_params()["base_domain"], settings["upstream"],
-            settings["websocket_upstream"], settings["certificate"], settings["key"])}
+            settings["websocket_upstream"], settings["certificate"], settings["key"], **public)}
         if self.custom_domain:
             texts[proxy.INSTANCE_FILE % self.subdomain] = proxy.render_custom_domain(
                 self.custom_domain, self.host,
                 settings["certificate_pattern"].format(domain=self.custom_domain),
-                settings["key_pattern"].format(domain=self.custom_domain))
+                settings["key_pattern"].format(domain=self.custom_domain), **public)
         return texts
 
     def _provision_names(self):

@@ -52,6 +52,22 @@ class TestPublicUrls(SaasCase):
         self.configure("https", "443")
         self.assertEqual(self.instance.url, "https://pub.example.com", "the scheme's own port")
 
+    def test_the_nginx_files_serve_the_public_scheme_and_port(self):
+        settings = {"upstream": "127.0.0.1:8069", "websocket_upstream": "127.0.0.1:8072",
+                    "certificate": "/etc/c.pem", "key": "/etc/k.pem",
+                    "certificate_pattern": "/etc/{domain}.pem", "key_pattern": "/etc/{domain}.key"}
+        self.instance.custom_domain = "erp.pub.org"
+        self.configure("http", "8069")
+        texts = self.instance._saas_proxy_texts(settings)
+        self.assertEqual(len(texts), 2)
+        for text in texts.values():
+            self.assertIn("listen 8069;", text)
+            self.assertNotIn("ssl", text)
+        self.configure()
+        for text in self.instance._saas_proxy_texts(settings).values():
+            self.assertIn("listen 443 ssl;", text)
+            self.assertIn("return 301 https://$host$request_uri;", text)
+
     def test_bad_values_are_refused_by_name(self):
         for scheme, port, key in (("ftp", "", "saas_public_scheme"),
                                   ("HTTPS", "", "saas_public_scheme"),
