@@ -1,7 +1,8 @@
 """What saas_manager does in every server process, loaded server-wide.
 
-Three things: suspended hosts get their page, the cron workers are woken
-right after the start, and the threaded cron loop is made safe.
+Four things: suspended hosts get their page, hosts under maintenance (an
+update running) get theirs, the cron workers are woken right after the
+start, and the threaded cron loop is made safe.
 
 A request whose host has no database (Odoo does not list a suspended
 database, which refuses connections) is answered with that host's
@@ -9,6 +10,9 @@ suspension page when the manager has written one (``engine.suspension``),
 with status 503, instead of Odoo's database selector.  This is a wrapper of
 ``Request._serve_nodb``, Odoo's own path for requests without a database:
 it costs one failed ``open()`` for those requests and nothing for the rest.
+A host under maintenance (``engine.maintenance``) still has its database,
+which the updating process uses: ``Request._serve_db`` is wrapped too, and
+costs one failed ``open()`` per request served with a database.
 
 The cron workers are woken right after the start, so interrupted work
 resumes: Odoo's cron workers sleep up to 60 to 70 s before their first look at the
@@ -43,7 +47,7 @@ from odoo import http, sql_db
 from odoo.modules.registry import Registry
 from odoo.tools import config
 
-from .engine import suspension
+from .engine import maintenance, suspension
 from .models.saas_settings import prefork, runs_crons
 
 _logger = logging.getLogger(__name__)
@@ -87,8 +91,30 @@ def serve_suspension_pages():
     http.Request._serve_nodb = _serve_nodb
 
 
+def serve_maintenance_pages():
+    """Wrap ``Request._serve_db`` once: a host under maintenance (``engine.maintenance``)
+    gets its page, unless the request carries the update's pass."""
+    serve_db = http.Request._serve_db
+    if getattr(serve_db, "saas_maintenance_pages", False):
+        return
+
+    def _serve_db(request):
+        httprequest = request.httprequest
+        page = maintenance.blocks(config["data_dir"], httprequest.host.partition(":")[0],
+                                  httprequest.headers.get(maintenance.PASS_HEADER))
+        if page is None:
+            return serve_db(request)
+        return http.Response(page, status=maintenance.STATUS, headers=[
+            ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+            ("Retry-After", "60")])
+
+    _serve_db.saas_maintenance_pages = True
+    http.Request._serve_db = _serve_db
+
+
 def post_load():
     serve_suspension_pages()
+    serve_maintenance_pages()
     if _scheduled or not runs_crons():
         return
     if not prefork():

@@ -32,7 +32,9 @@ from .naming import NamingError, check_domain
 PAGES_DIR = "saas_suspended"
 STATUS = 503
 
-_PAGE = """\
+#: The start of every page a host answers for its database (``engine.maintenance``'s too),
+#: up to its title: a ``str.format`` template.
+PAGE_HEAD = """\
 <!DOCTYPE html>
 <html lang="{lang}">
 <head>
@@ -58,6 +60,8 @@ a.button {{ display: inline-block; background: #714b67; color: #fff; text-decora
 <main>
 <p class="company">{company} · {host}</p>
 <h1>{title}</h1>
+"""
+_PAGE = PAGE_HEAD + """\
 <p class="reason" id="saas_suspension_reason">{reason}</p>
 <p>{body}</p>
 <p><a class="button" href="{portal_url}">{portal_label}</a></p>
@@ -68,13 +72,14 @@ a.button {{ display: inline-block; background: #714b67; color: #fff; text-decora
 """
 
 
-def page_path(data_dir, host):
-    """Where the page of ``host`` lives; ``ValueError`` for a name that is not a host."""
+def page_path(data_dir, host, folder=PAGES_DIR):
+    """Where the page of ``host`` lives; ``ValueError`` for a name that is not a host.
+    (``folder``: another kind of page, e.g. ``engine.maintenance``'s.)"""
     try:
         check_domain(host)
     except NamingError as exc:
         raise ValueError("not a host name: %r" % (host,)) from exc
-    return os.path.join(data_dir, PAGES_DIR, host + ".html")
+    return os.path.join(data_dir, folder, host + ".html")
 
 
 #: What a page says, each a text: :func:`render` takes them all, by name.
@@ -82,17 +87,18 @@ FIELDS = ("lang", "company", "host", "title", "reason", "body", "portal_url", "p
           "contact")
 
 
-def render(**values):
-    """The page's HTML from :data:`FIELDS`; every value is text and is escaped here."""
-    missing = set(FIELDS) - set(values)
+def render(template=_PAGE, fields=FIELDS, **values):
+    """The page's HTML from ``fields``; every value is text and is escaped here."""
+    missing = set(fields) - set(values)
     if missing:
         raise TypeError("missing page fields: %s" % ", ".join(sorted(missing)))
-    return _PAGE.format(**{key: html.escape(values[key] or "", quote=True) for key in FIELDS})
+    return template.format(**{key: html.escape(values[key] or "", quote=True)
+                              for key in fields})
 
 
-def publish(data_dir, host, page):
+def publish(data_dir, host, page, folder=PAGES_DIR):
     """Write the page of ``host`` atomically (a reader sees the old page or the new)."""
-    path = page_path(data_dir, host)
+    path = page_path(data_dir, host, folder)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".page-")
     try:
@@ -106,10 +112,10 @@ def publish(data_dir, host, page):
     return path
 
 
-def withdraw(data_dir, host):
+def withdraw(data_dir, host, folder=PAGES_DIR):
     """Remove the page of ``host``; True if there was one."""
     try:
-        os.unlink(page_path(data_dir, host))
+        os.unlink(page_path(data_dir, host, folder))
     except FileNotFoundError:
         return False
     return True

@@ -77,6 +77,27 @@ def scratch_db(pg_params):
 
 
 @pytest.fixture
+def schema_db(pg_params, scratch_db):
+    """A factory of connections to new databases holding ``schema`` (SQL, committed),
+    shaped like the part of a client database a test needs; closed at the end."""
+    import psycopg2
+
+    conns = []
+
+    def make(schema, prefix="saas_pytest"):
+        conn = psycopg2.connect(dbname=scratch_db(prefix), **pg_params)
+        conns.append(conn)
+        with conn.cursor() as cr:
+            cr.execute(schema)
+        conn.commit()
+        return conn
+
+    yield make
+    for conn in conns:
+        conn.close()
+
+
+@pytest.fixture
 def made(pg_params, scratch_db, tmp_path):
     """A verified backup of a small filled database and filestore (engine.backup.Backup)."""
     from backup_helpers import STAMP, fill, write_tree

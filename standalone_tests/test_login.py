@@ -1,6 +1,5 @@
 """engine.login: one-click login tokens in a real database shaped like a client's."""
 
-import psycopg2
 import pytest
 
 from engine import login
@@ -12,19 +11,9 @@ UPDATE res_users SET active = false WHERE login = 'former@acme.test';
 """
 
 
-def client_db(pg_params, scratch_db):
-    conn = psycopg2.connect(dbname=scratch_db("saas_pytest_login"), **pg_params)
-    with conn.cursor() as cr:
-        cr.execute(SCHEMA)
-    conn.commit()
-    return conn
-
-
 @pytest.fixture
-def db(pg_params, scratch_db):
-    conn = client_db(pg_params, scratch_db)
-    yield conn
-    conn.close()
+def db(schema_db):
+    return schema_db(SCHEMA, "saas_pytest_login")
 
 
 def redeem(conn, token):
@@ -63,16 +52,13 @@ def test_an_expired_token_is_refused_and_cleaned_up_later(db):
     assert scalar(db, "SELECT count(*) FROM saas_login_token") == 1
 
 
-def test_a_token_of_another_database_is_refused(db, pg_params, scratch_db):
-    other = client_db(pg_params, scratch_db)
-    try:
-        login.ensure_table(other.cursor())
-        other.commit()
-        token = login.issue(db, "owner@acme.test")
-        assert redeem(other, token) is None
-        assert redeem(db, token) == 1
-    finally:
-        other.close()
+def test_a_token_of_another_database_is_refused(db, schema_db):
+    other = schema_db(SCHEMA, "saas_pytest_login")
+    login.ensure_table(other.cursor())
+    other.commit()
+    token = login.issue(db, "owner@acme.test")
+    assert redeem(other, token) is None
+    assert redeem(db, token) == 1
 
 
 def test_a_database_without_the_table_refuses_every_token(db):

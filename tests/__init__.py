@@ -27,3 +27,4 @@ from . import test_reports
 from . import test_operator_fixes
 from . import test_dashboard
 from . import test_orphans
+from . import test_maintenance
