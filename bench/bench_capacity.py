@@ -428,6 +428,17 @@ def start_odoo(conf, args, log, db_port, tag=""):
                                  tag=tag)
 
 
+def service_place(name, flag):
+    """The Debian binary of the helper server ``name`` (asked for by ``flag``) and its
+    folder under ``.local``, made if missing."""
+    binary = shutil.which(name) or "/usr/sbin/%s" % name
+    if not os.access(binary, os.X_OK):
+        raise SystemExit("%s: %s is not installed (apt-get install %s)" % (flag, name, name))
+    folder = REPO / ".local" / ("capbench_%s" % name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return binary, folder
+
+
 def start_nginx(shards):
     """nginx in front of the shards with the product's upstreams (``hash $host``), plain
     HTTP on 127.0.0.1, in the foreground; returns ``(process, port, folder)``."""
@@ -435,11 +446,7 @@ def start_nginx(shards):
 
     from engine import proxy
 
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.access(binary, os.X_OK):
-        raise SystemExit("--shards: nginx is not installed (apt-get install nginx)")
-    folder = REPO / ".local" / "capbench_nginx"
-    folder.mkdir(parents=True, exist_ok=True)
+    binary, folder = service_place("nginx", "--shards")
     port = free_port()
     (folder / "nginx.conf").write_text(NGINX_CONF % {
         "folder": folder, "port": port,
@@ -472,15 +479,9 @@ def wait_up(proc, port, what="Odoo", timeout=120):
 def start_pgbouncer(params, server_conns):
     """PgBouncer in session mode on 127.0.0.1, as the cluster's system user (it will
     not run as root); returns ``(process, port)``."""
-    import shutil
-
     from saasdev.pgcluster import PrivateCluster, free_port
 
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not os.access(binary, os.X_OK):
-        raise SystemExit("--pgbouncer: pgbouncer is not installed (apt-get install pgbouncer)")
-    folder = REPO / ".local" / "capbench_pgbouncer"
-    folder.mkdir(parents=True, exist_ok=True)
+    binary, folder = service_place("pgbouncer", "--pgbouncer")
     port = free_port()
     (folder / "userlist.txt").write_text('"%s" ""\n' % params["user"])
     (folder / "pgbouncer.ini").write_text("\n".join([
