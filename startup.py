@@ -10,9 +10,10 @@ suspension page when the manager has written one (``engine.suspension``),
 with status 503, instead of Odoo's database selector.  This is a wrapper of
 ``Request._serve_nodb``, Odoo's own path for requests without a database:
 it costs one failed ``open()`` for those requests and nothing for the rest.
-A host under maintenance (``engine.maintenance``) still has its database,
-which the updating process uses: ``Request._serve_db`` is wrapped too, and
-costs one failed ``open()`` per request served with a database.
+A database under maintenance (``engine.maintenance``) still accepts
+connections, which the updating process uses: ``Request._serve_db`` is
+wrapped too, and costs one failed ``open()`` per request served with a
+database.
 
 The cron workers are woken right after the start, so interrupted work
 resumes: Odoo's cron workers sleep up to 60 to 70 s before their first look at the
@@ -92,16 +93,15 @@ def serve_suspension_pages():
 
 
 def serve_maintenance_pages():
-    """Wrap ``Request._serve_db`` once: a host under maintenance (``engine.maintenance``)
-    gets its page, unless the request carries the update's pass."""
+    """Wrap ``Request._serve_db`` once: a request served by a database under maintenance
+    (``engine.maintenance``) gets its page, unless it carries the update's pass."""
     serve_db = http.Request._serve_db
     if getattr(serve_db, "saas_maintenance_pages", False):
         return
 
     def _serve_db(request):
-        httprequest = request.httprequest
-        page = maintenance.blocks(config["data_dir"], httprequest.host.partition(":")[0],
-                                  httprequest.headers.get(maintenance.PASS_HEADER))
+        page = maintenance.blocks(config["data_dir"], request.db,
+                                  request.httprequest.headers.get(maintenance.PASS_HEADER))
         if page is None:
             return serve_db(request)
         return http.Response(page, status=maintenance.STATUS, headers=[

@@ -5,10 +5,15 @@ against the live database; meanwhile the customer must not work in a
 database that is half-updated, nor see errors.  A suspended database refuses
 connections (``engine.suspension``), which the updating process needs, so a
 database under maintenance keeps its connections and the *serving* Odoo
-refuses the host instead: the manager writes one page per host
-(:func:`publish`), the serving Odoo answers every request for that host with
-it (``startup.py`` checks :func:`blocks` before it serves a request with a
-database), and the page goes when the update is over (:func:`withdraw`).
+refuses to serve it instead: the manager writes one page per database
+(:func:`publish`), the serving Odoo answers every request it would serve
+with that database with it (``startup.py`` checks :func:`blocks` before it
+serves a request with a database), and the page goes when the update is
+over (:func:`withdraw`).  Keyed by the database Odoo chose, not by the
+request's host: ``dbfilter`` maps several hosts to one database (``www.``
+is stripped; with ``^%d$`` only the first label counts), and every one of
+them must get the page.  Instance databases are named like hosts, so the
+name is checked as one before it becomes a path.
 
 **The pass.**  The update's own post-update check must reach the updated
 database through the serving Odoo, as the customer will (``/web/login``,
@@ -54,29 +59,28 @@ def _digest(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def publish(data_dir, host, page):
-    """Put ``host`` under maintenance with ``page``; return the pass (a new token) that
-    lets the update's checks through."""
+def publish(data_dir, database, page):
+    """Put ``database`` (an instance's, named like its host) under maintenance with
+    ``page``; return the pass (a new token) that lets the update's checks through."""
     token = secrets.token_urlsafe(32)
-    suspension.publish(data_dir, host, _PASS_LINE % _digest(token) + page, PAGES_DIR)
+    suspension.publish(data_dir, database, _PASS_LINE % _digest(token) + page, PAGES_DIR)
     return token
 
 
-def withdraw(data_dir, host):
-    """End the maintenance of ``host``; True if it was under maintenance."""
-    return suspension.withdraw(data_dir, host, PAGES_DIR)
+def withdraw(data_dir, database):
+    """End the maintenance of ``database``; True if it was under maintenance."""
+    return suspension.withdraw(data_dir, database, PAGES_DIR)
 
 
-def blocks(data_dir, host, presented=None):
-    """The page (bytes) to answer a request for ``host`` with, or None: no maintenance,
-    not a host name, or the request ``presented`` the pass."""
-    try:
-        with open(suspension.page_path(data_dir, host, PAGES_DIR), "rb") as handle:
-            first, page = handle.readline(), handle.read()
-    except (ValueError, FileNotFoundError, NotADirectoryError):
+def blocks(data_dir, database, presented=None):
+    """The page (bytes) to answer a request served by ``database`` with, or None: no
+    maintenance, or the request ``presented`` the pass."""
+    content = suspension.read(data_dir, database, PAGES_DIR)
+    if content is None:
         return None
+    first, _newline, page = content.partition(b"\n")
     if presented and isinstance(presented, str):
         expected = (_PASS_LINE % _digest(presented)).encode()
-        if hmac.compare_digest(first, expected):
+        if hmac.compare_digest(first + b"\n", expected):
             return None
     return page

@@ -121,14 +121,11 @@ def withdraw(data_dir, host, folder=PAGES_DIR):
     return True
 
 
-def read(data_dir, host):
-    """The page of ``host`` as bytes, or None (no page, or not a host name)."""
+def read(data_dir, host, folder=PAGES_DIR):
+    """The page of ``host`` as bytes, or None: no page, not a host name, or a page that
+    cannot be read (a request must never fail because of it)."""
     try:
-        path = page_path(data_dir, host)
-    except ValueError:
-        return None
-    try:
-        with open(path, "rb") as page:
+        with open(page_path(data_dir, host, folder), "rb") as page:
             return page.read()
-    except (FileNotFoundError, NotADirectoryError):
+    except (ValueError, OSError):  # OSError: missing, name too long, permissions...
         return None

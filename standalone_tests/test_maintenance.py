@@ -1,4 +1,4 @@
-"""engine.maintenance: the page of a host whose database is being updated, and its pass."""
+"""engine.maintenance: the page of a database being updated, and its pass."""
 
 import os
 
@@ -59,3 +59,13 @@ def test_hosts_that_are_no_host_never_become_a_path(tmp_path, host):
     if isinstance(host, str):
         with pytest.raises(ValueError):
             maintenance.publish(str(tmp_path), host, page())
+
+
+def test_a_page_that_cannot_be_read_is_no_page(tmp_path):
+    """Whatever the file system says (a name too long for it, a folder in the way), a
+    request is served as if there were no page, never with an error."""
+    longest = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters: a valid host
+    assert maintenance.blocks(str(tmp_path), longest) is None
+    assert suspension.read(str(tmp_path), longest) is None
+    os.makedirs(os.path.join(str(tmp_path), maintenance.PAGES_DIR, "acme.example.com.html"))
+    assert maintenance.blocks(str(tmp_path), "acme.example.com") is None

@@ -22,19 +22,22 @@ class TestMaintenancePage(ServedClonesCase):
         self.assertEqual(self.get(instance).status_code, 200)
         page = maintenance.render(lang="en", company="SaaS & Co", host=instance.host,
                                   title="Updating your Odoo", body="Back in a few minutes.")
-        token = maintenance.publish(config["data_dir"], instance.host, page)
-        self.addCleanup(maintenance.withdraw, config["data_dir"], instance.host)
+        token = maintenance.publish(config["data_dir"], instance.database_name, page)
+        self.addCleanup(maintenance.withdraw, config["data_dir"], instance.database_name)
 
         blocked = self.get(instance)
         self.assertEqual((blocked.status_code, blocked.headers.get("Retry-After")), (503, "60"))
         self.assertIn("Back in a few minutes.", blocked.text)
         self.assertNotIn("saas-maintenance-pass", blocked.text)
         self.assertTrue(self.connections_allowed(instance), "the update process needs it")
+        www = self.url_open("/web/login", headers={"Host": "www." + instance.host},
+                            allow_redirects=False)
+        self.assertEqual(www.status_code, 503, "every host Odoo maps to the database")
         passed = self.get(instance, **{maintenance.PASS_HEADER: token})
         self.assertEqual(passed.status_code, 200)
         self.assertIn("oe_login_form", passed.text)
         forged = self.get(instance, **{maintenance.PASS_HEADER: token[:-2] + "xx"})
         self.assertEqual(forged.status_code, 503)
 
-        self.assertTrue(maintenance.withdraw(config["data_dir"], instance.host))
+        self.assertTrue(maintenance.withdraw(config["data_dir"], instance.database_name))
         self.assertEqual(self.get(instance).status_code, 200)
