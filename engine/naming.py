@@ -118,6 +118,14 @@ def check_subdomain(label, reserved=()):
             % (shown(label), problem or "invalid characters"))
     if label in ALWAYS_RESERVED or label in {str(name).strip().lower() for name in reserved}:
         raise NamingError("The subdomain %r is reserved." % label)
+    return label
+
+
+def check_new_subdomain(label, reserved=()):
+    """:func:`check_subdomain` for a subdomain being chosen (not one an instance already
+    has): names starting with :data:`TEMPLATE_PREFIX` are the templates'.  An instance
+    named so before the rule keeps its name."""
+    label = check_subdomain(label, reserved)
     if label.startswith(TEMPLATE_PREFIX):
         raise NamingError("The subdomain %r is reserved: names starting with %r are the "
                           "templates'." % (label, TEMPLATE_PREFIX))

@@ -54,8 +54,9 @@ def command(python, launcher, rcfile, database, modules, *, update=False, demo=F
     for name, value in (options or {}).items():
         if value not in (None, "", False):
             args.append("--%s=%s" % (name, value))
-    if not demo:
-        args.append("--without-demo=all")
+    # Said both ways: a ``without_demo`` in the server's configuration file must not
+    # decide for a template that asks for demo data.
+    args.append("--without-demo=" if demo else "--without-demo=all")
     if lang and lang != "en_US":
         args.append("--load-language=%s" % lang)
     if logfile:

@@ -239,7 +239,7 @@ class SaasInstance(models.Model):
         """
         try:
             if "subdomain" in vals:
-                naming.check_subdomain(vals["subdomain"])
+                naming.check_new_subdomain(vals["subdomain"])
             domain = vals.get("custom_domain", False)
             if domain is not False and domain is not None and domain != "":
                 naming.check_domain(domain, "custom domain")

@@ -67,7 +67,7 @@ class SaasSignup(models.Model):
         """Why ``subdomain`` cannot be had (a sentence), or None when it is free."""
         Instance = self.env["saas.instance"].sudo()
         try:
-            naming.check_subdomain(subdomain, Instance._reserved_names())
+            naming.check_new_subdomain(subdomain, Instance._reserved_names())
             params = Instance._saas_params()
             database = naming.database_name(subdomain, params["base_domain"], params["routing"])
         except naming.NamingError as exc:

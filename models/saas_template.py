@@ -285,9 +285,18 @@ class SaasTemplate(models.Model):
     @api.model
     def _saas_derived_database_name(self, code):
         """``tpl-<code>`` as a host of the base domain, as the routing mode serves it
-        (``engine.naming.template_database_name``); NamingError when it cannot be."""
+        (``engine.naming.template_database_name``); NamingError when it cannot be, or
+        when another template or an instance already has that database (``a_b`` and
+        ``a-b`` give the same name; an instance may predate the ``tpl-`` rule)."""
         params = self.env["saas.instance"]._saas_params()
-        return naming.template_database_name(code, params["base_domain"], params["routing"])
+        name = naming.template_database_name(code, params["base_domain"], params["routing"])
+        holder = self.sudo().with_context(active_test=False).search(
+            [("database_name", "=", name)], limit=1) or self.env["saas.instance"].sudo().search(
+            [("database_name", "=", name), ("subdomain_released", "=", False)], limit=1)
+        if holder or name == self.env.cr.dbname:
+            raise naming.NamingError("%s is already the database of %s." % (
+                name, holder.display_name or self.env.cr.dbname))
+        return name
 
     def _saas_name_database(self):
         """Give templates without a database name the derived one (before a build)."""

@@ -17,7 +17,7 @@ import os
 from odoo import fields, models
 from odoo.exceptions import UserError
 
-from ..engine import customize, odoo_process, pg
+from ..engine import customize, odoo_process, pg, sanitize
 
 _logger = logging.getLogger(__name__)
 
@@ -260,7 +260,9 @@ class SaasTemplate(models.Model):
         self.env["saas.instance"]._commit()
 
     def _set_admin_password(self):
-        """A generated administrator password, hashed as Odoo does, stored encrypted."""
+        """A generated administrator password, hashed as Odoo does, stored encrypted; the
+        other users lose theirs: the template is reachable at its host while it is
+        configured, and demo data brings ``demo``/``demo`` and ``portal``/``portal``."""
         password = customize.new_password()
         hashed = self.env["res.users"]._crypt_context().hash(password)
         with self._template_cursor() as cr:
@@ -269,4 +271,5 @@ class SaasTemplate(models.Model):
             if cr.rowcount != 1:
                 raise UserError(self.env._("No user %(login)s in the template.",
                                            login=self.admin_login))
+            sanitize.lock_other_users(cr, self.admin_login)
         self.sudo().admin_password = password

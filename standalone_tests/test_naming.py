@@ -33,9 +33,12 @@ def test_extra_reserved():
 
 def test_template_prefix_is_reserved_for_templates():
     with pytest.raises(naming.NamingError, match="templates'"):
-        naming.check_subdomain("tpl-restaurant")
-    assert naming.check_subdomain("tpl") == "tpl"
-    assert naming.check_subdomain("tplx-1") == "tplx-1"
+        naming.check_new_subdomain("tpl-restaurant")
+    assert naming.check_subdomain("tpl-restaurant") == "tpl-restaurant", "an older instance's"
+    assert naming.check_new_subdomain("tpl") == "tpl"
+    assert naming.check_new_subdomain("tplx-1") == "tplx-1"
+    with pytest.raises(naming.NamingError, match="reserved"):
+        naming.check_new_subdomain("shop", reserved={"shop"})
 
 
 @pytest.mark.parametrize(("code", "routing", "expected"), [

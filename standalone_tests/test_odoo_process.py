@@ -62,3 +62,13 @@ def test_command_repeats_server_options_and_keeps_no_empty_ones():
     assert "--addons-path=/a,/b" in args and "--db_port=5433" in args
     assert not [arg for arg in args if arg.startswith(("--db_host", "--db_user"))]
     assert args[args.index("-i") + 1] == "base,mail"
+
+
+def test_demo_data_is_decided_by_the_template_not_the_configuration_file():
+    """An odoo.conf with ``without_demo = all`` (common in production) must not drop the
+    demo data a template asks for: the command line says it both ways."""
+    with_demo = odoo_process.command("py", "odoo-bin", "/etc/odoo.conf", "db", ["base"],
+                                     demo=True)
+    without = odoo_process.command("py", "odoo-bin", "/etc/odoo.conf", "db", ["base"])
+    assert "--without-demo=" in with_demo and "--without-demo=all" not in with_demo
+    assert "--without-demo=all" in without

@@ -84,6 +84,10 @@ class TestTemplateNames(SaasCase):
         Template = self.env["saas.template"]
         self.assertEqual(Template.create({"name": "Clinic", "code": "my_clinic"}).database_name,
                          "tpl-my-clinic.example.com")
+        twin = Template.create({"name": "Clinic 2", "code": "my-clinic"})
+        self.assertFalse(twin.database_name, "the same name: left to the operator")
+        with self.assertRaisesText(UserError, "already the database of Clinic"):
+            twin.action_build()
         set_param = self.env["ir.config_parameter"].set_param
         set_param("saas.base_domain", "")
         later = Template.create({"name": "Later", "code": "later"})

@@ -153,6 +153,20 @@ class TestTemplateLifecycle(OperationChecks, NameChecks, ServerKeyCase, Transact
         self.assertEqual(template.state, "configuring", template.build_log)
         self.assertFalse(template.build_pid)
 
+    def test_demo_users_of_a_built_template_have_no_password(self):
+        """The template is reachable at its host while it is configured: only its
+        administrator can sign in, not demo/demo."""
+        template = self.new_template("base")
+        template.with_demo = True
+        template.action_build()
+        self.build(template)
+        self.assertEqual(template.state, "configuring", template.build_log)
+        with template._template_cursor() as cr:
+            cr.execute("SELECT login FROM res_users WHERE password IS NOT NULL")
+            self.assertEqual([row[0] for row in cr.fetchall()], [template.admin_login])
+            cr.execute("SELECT count(*) FROM res_users WHERE login = 'demo'")
+            self.assertEqual(cr.fetchone()[0], 1, "the demo user is there, without password")
+
     def test_cancel_stops_the_process_and_removes_the_database(self):
         template = self.new_template("base,mail")
         template.action_build()
