@@ -49,7 +49,7 @@ prefork worker loads its own, so repeat it (``--phases cold,warm,warm``).
 ``--shards K`` shards by host, as ``saas_proxy_upstream`` lists do in
 production: K such Odoo servers (each ``--workers W``, its own HTTP and
 gevent port, the same odoo.conf otherwise) behind nginx, whose upstreams are
-the product's own (``engine.proxy.render_upstreams``: ``hash $host``), plain
+the product's own (``engine.proxy.render_upstreams``, keyed by ``Host``), plain
 HTTP on 127.0.0.1, run in the foreground from ``.local/capbench_nginx`` (its
 conf, pid, logs and temp files).  Every request goes to nginx with the
 client's ``Host``, so a client always reaches the same server and only that
@@ -158,6 +158,7 @@ http {
     access_log %(folder)s/access.log;
 %(temp_paths)s%(upstreams)s    server {
         listen 127.0.0.1:%(port)d;
+        set $saas_shard $host;
         proxy_read_timeout 300s;
         proxy_max_temp_file_size 0;
         proxy_set_header Host $host;
@@ -188,7 +189,7 @@ def parse_args(argv):
     parser.add_argument("--concurrency", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="per Odoo server")
     parser.add_argument("--shards", type=int, default=1,
-                        help="K Odoo servers behind nginx, sharded by host (hash $host)")
+                        help="K Odoo servers behind nginx, sharded by host")
     parser.add_argument("--limit-memory-soft", type=int, default=2048, help="MiB")
     parser.add_argument("--limit-memory-hard", type=int, default=2560, help="MiB")
     parser.add_argument("--db-maxconn", type=int, default=64,
@@ -440,7 +441,7 @@ def service_place(name, flag):
 
 
 def start_nginx(shards):
-    """nginx in front of the shards with the product's upstreams (``hash $host``), plain
+    """nginx in front of the shards with the product's upstreams (keyed by host), plain
     HTTP on 127.0.0.1, in the foreground; returns ``(process, port, folder)``."""
     from saasdev.pgcluster import free_port
 
@@ -708,7 +709,7 @@ def report(run):
     print("SUMMARY  N=%d clients, %s --workers %d --max-cron-threads 0, limit-memory-soft "
           "%d MiB / hard %d MiB, db_maxconn %d, %s, concurrency %d" % (
               count, "one Odoo" if args.shards == 1 else
-              "%d Odoo behind nginx (hash $host), each" % args.shards,
+              "%d Odoo behind nginx (sharded by host), each" % args.shards,
               args.workers, args.limit_memory_soft, args.limit_memory_hard,
               args.db_maxconn, "PgBouncer (session pooling)" if args.pgbouncer
               else "PostgreSQL direct", args.concurrency))
@@ -813,7 +814,7 @@ def serve(run):
     if run.args.shards > 1:
         run.nginx, run.port, folder = start_nginx(run.shards)
         wait_up(run.nginx, run.port, "nginx")
-        print("nginx: hash $host over %d Odoo servers, on 127.0.0.1:%d (conf and logs in %s)"
+        print("nginx: sharding by host over %d Odoo servers, on 127.0.0.1:%d (conf and logs in %s)"
               % (run.args.shards, run.port, folder), flush=True)
     time.sleep(2)
     run.baseline = run.peak = memory(run)

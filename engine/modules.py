@@ -64,7 +64,8 @@ from psycopg2.extras import execute_values
 
 from .naming import shown
 
-#: A module (technical) name; use with ``fullmatch`` (the anchors are ``\\A``/``\\Z`` anyway).
+#: A module (technical) name, lowercase as saas_manager accepts them everywhere (a
+#: template's modules too); use with ``fullmatch`` (the anchors are ``\\A``/``\\Z`` anyway).
 NAME_RE = re.compile(r"\A[a-z0-9_]+\Z")
 CHECKSUM_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 #: Odoo 18's ``MANIFEST_NAMES`` (``odoo/modules/module.py``).
@@ -330,7 +331,7 @@ def plan(installed_names, stored_sums, current_sums):
 
 def changed_modules(conn, addons_paths, cache=None):
     """The :class:`UpdatePlan` of the database behind ``conn`` against the code in
-    ``addons_paths``: two small reads, and files hashed only for modules not in
+    ``addons_paths``: three small queries, and files hashed only for modules not in
     ``cache`` yet (keep one dict per campaign).  A database listing an installed
     module under an invalid name raises :class:`ValueError`."""
     names = installed(conn)

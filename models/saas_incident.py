@@ -145,6 +145,7 @@ class SaasIncident(models.Model):
         self._saas_post(self.env._("[SaaS recovered] %(summary)s", summary=self.name),
                         self.env._("Recovered after %(hours).1f h. %(note)s",
                                    hours=self.duration_hours, note=note))
-        activity = self.activity_id.sudo().exists()
+        # Not done yet (a to-do type that keeps done activities archives them).
+        activity = self.activity_id.sudo().exists().filtered("active")
         if activity:
             activity.action_feedback(feedback=self.env._("Recovered."))

@@ -79,8 +79,8 @@ class SaasMetrics(models.AbstractModel):
         """Seconds since the start (``stamp``, the database server's clock) of each active
         instance's newest good backup (``saas.backup._saas_newest_good``); ``+Inf`` for an
         instance without one, so that an age alert fires for it too."""
-        instances = self.env["saas.instance"].sudo().search(
-            [("state", "=", "active"), ("host", "!=", False)], order="host")
+        instances = self.env["saas.instance"].sudo().search_fetch(
+            [("state", "=", "active"), ("host", "!=", False)], ["host"], order="host")
         newest = self.env["saas.backup"]._saas_newest_good(instances)
         self.env.cr.execute("SELECT now() AT TIME ZONE 'UTC'")
         now = self.env.cr.fetchone()[0]

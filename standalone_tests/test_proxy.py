@@ -60,7 +60,7 @@ def test_https_on_another_port_redirects_there(certs):
 
 
 @pytest.mark.parametrize(("scheme", "port"), [("ftp", 0), ("HTTP", 0), ("http", 70000),
-                                              ("http", "80; evil")])
+                                              ("http", "80; evil"), ("https", 80)])
 def test_bad_public_scheme_or_port_is_refused(certs, scheme, port):
     with pytest.raises(ValueError, match="public scheme or port"):
         proxy.render_wildcard("example.com", "127.0.0.1:8069", "127.0.0.1:8072", *certs,
@@ -97,9 +97,9 @@ def test_one_upstream_server_renders_as_before(certs):
 
 def test_upstream_lists_are_hashed_by_host(certs):
     text = proxy.render_wildcard("example.com", *SHARDS, *certs)
-    assert ("upstream saas_odoo {\n    hash $host;\n    server 127.0.0.1:8069;\n"
+    assert ("upstream saas_odoo {\n    hash $saas_shard;\n    server 127.0.0.1:8069;\n"
             "    server 127.0.0.1:8079;\n}\n") in text
-    assert ("upstream saas_odoo_websocket {\n    hash $host;\n    server 127.0.0.1:8072;\n"
+    assert ("upstream saas_odoo_websocket {\n    hash $saas_shard;\n    server 127.0.0.1:8072;\n"
             "    server 127.0.0.1:8082;\n}\n") in text
 
 
@@ -128,6 +128,17 @@ def free_ports(count):
     return ports
 
 
+def test_every_address_of_an_instance_has_its_shard_key(certs):
+    """The upstream hashes the instance's host: the wildcard server's host without www.,
+    a custom domain's instance host (not the customer's domain)."""
+    wildcard = proxy.render_wildcard("example.com", *SHARDS, *certs)
+    assert "hash $saas_shard;" in wildcard
+    assert "set $saas_shard $saas_shard_host;" in wildcard
+    assert "map $host $saas_shard_host" in wildcard
+    custom = proxy.render_custom_domain("erp.acme.org", "acme.example.com", *certs)
+    assert custom.count("set $saas_shard acme.example.com;") == 1
+
+
 @needs_nginx
 def test_a_host_reaches_one_shard_for_http_and_websocket(tmp_path):
     """Real nginx, 3 shards stubbed by nginx itself: each answers its own number."""
@@ -139,18 +150,20 @@ def test_a_host_reaches_one_shard_for_http_and_websocket(tmp_path):
                     for index, port in enumerate(ports))
     (tmp_path / "nginx.conf").write_text(
         "pid %s/nginx.pid;\nerror_log %s/error.log;\ndaemon off;\nevents {}\nhttp {\n"
-        "access_log off;\n%s%sserver {\n    listen 127.0.0.1:%d;\n"
+        "access_log off;\n%s%s%sserver {\n    listen 127.0.0.1:%d;\n"
+        "    set $saas_shard $saas_shard_host;\n"
         "    location /websocket { proxy_pass http://saas_odoo_websocket; }\n"
         "    location / { proxy_pass http://saas_odoo; }\n}\n}\n" % (
-            tmp_path, tmp_path, upstreams, stubs, front))
+            tmp_path, tmp_path, upstreams, proxy.SHARD_BY_HOST, stubs, front))
     nginx = subprocess.Popen(["nginx", "-e", str(tmp_path / "error.log"), "-p", str(tmp_path),
                               "-c", str(tmp_path / "nginx.conf")])
     try:
         shards = {}
         for number in range(60):
             host = "c%d.example.com" % number
-            answers = [shard_of(front, path, host) for path in ("/web/login", "/websocket")]
-            assert answers[0] == answers[1], host
+            answers = [shard_of(front, path, name) for path in ("/web/login", "/websocket")
+                       for name in (host, "www." + host)]
+            assert len(set(answers)) == 1, host
             shards[answers[0]] = shards.get(answers[0], 0) + 1
         assert sorted(shards) == ["0", "1", "2"]
     finally:
