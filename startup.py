@@ -74,6 +74,12 @@ def protect_registry_iteration():
             registries.d = SnapshotItems(registries.d)
 
 
+def page_response(page, status, headers=()):
+    """A suspension or maintenance page as Odoo's answer: never cached."""
+    return http.Response(page, status=status, headers=[
+        ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"), *headers])
+
+
 def serve_suspension_pages():
     """Wrap ``Request._serve_nodb`` once (see the module docstring)."""
     serve_nodb = http.Request._serve_nodb
@@ -85,8 +91,7 @@ def serve_suspension_pages():
         page = suspension.read(config["data_dir"], host)
         if page is None:
             return serve_nodb(request)
-        return http.Response(page, status=suspension.STATUS, headers=[
-            ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")])
+        return page_response(page, suspension.STATUS)
 
     _serve_nodb.saas_suspension_pages = True
     http.Request._serve_nodb = _serve_nodb
@@ -104,9 +109,7 @@ def serve_maintenance_pages():
                                   request.httprequest.headers.get(maintenance.PASS_HEADER))
         if page is None:
             return serve_db(request)
-        return http.Response(page, status=maintenance.STATUS, headers=[
-            ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
-            ("Retry-After", "60")])
+        return page_response(page, maintenance.STATUS, [("Retry-After", "60")])
 
     _serve_db.saas_maintenance_pages = True
     http.Request._serve_db = _serve_db

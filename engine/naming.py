@@ -188,7 +188,7 @@ def template_database_name(code, base_domain, routing=ROUTING_HOST):
 def _routed(label, base_domain, routing):
     """The database name of the validated ``label`` under ``routing``."""
     if routing == ROUTING_HOST:
-        name = "%s.%s" % (label, check_base_domain(base_domain))
+        name = host_for(label, base_domain)
     elif routing == ROUTING_SUBDOMAIN:
         name = label
     else:

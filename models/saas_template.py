@@ -387,7 +387,7 @@ class SaasTemplate(models.Model):
             return self._saas_public_url(name)
         if (params["routing"] == "subdomain" and not naming.label_problem(name)
                 and naming.is_domain(params["base_domain"])):
-            return self._saas_public_url("%s.%s" % (name, params["base_domain"]))
+            return self._saas_public_url(naming.host_for(name, params["base_domain"]))
         raise UserError(self.env._(
             "With the current routing mode, no host reaches the database %(db)s. Name "
             "template databases like hosts (e.g. tpl-%(code)s.example.com with dbfilter ^%%h$, "
