@@ -38,9 +38,10 @@ class OdooProcessError(Exception):
     """The detached process could not be started."""
 
 
-def command(python, launcher, rcfile, database, modules, *, update=False, demo=False,
-            lang=None, logfile=None, options=None):
-    """The command line that installs (or, with ``update``, updates) ``modules``.
+def command(python, launcher, rcfile, database, modules, *, update=False, install=(),
+            demo=False, lang=None, logfile=None, options=None):
+    """The command line that installs (or, with ``update``, updates) ``modules``; with
+    ``update``, ``install`` names modules to install in the same run.
 
     ``options`` (name -> value) repeat the parent server's own settings on the
     command line, so that options given only on the parent's command line
@@ -49,8 +50,12 @@ def command(python, launcher, rcfile, database, modules, *, update=False, demo=F
     args = [python, launcher]
     if rcfile:
         args += ["-c", rcfile]
-    args += ["-d", database, "-u" if update else "-i", ",".join(modules),
-             "--stop-after-init", "--no-http"]
+    args += ["-d", database]
+    if modules:
+        args += ["-u" if update else "-i", ",".join(modules)]
+    if update and install:
+        args += ["-i", ",".join(install)]
+    args += ["--stop-after-init", "--no-http"]
     for name, value in (options or {}).items():
         if value not in (None, "", False):
             args.append("--%s=%s" % (name, value))
@@ -103,6 +108,20 @@ def is_running(pid, status_file):
     except (OSError, ValueError, TypeError):
         return False
     return os.fsencode(status_file) in cmdline
+
+
+def find(status_file):
+    """The pid of the session started for ``status_file`` (its waiting program's command
+    line names the file), or None: a worker killed between starting a process and
+    recording its pid must still be able to stop it."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and is_running(int(entry), status_file):
+            try:
+                if os.getpgid(int(entry)) == int(entry):
+                    return int(entry)
+            except ProcessLookupError:
+                continue
+    return None
 
 
 def stop(pid, status_file, grace=10):

@@ -24,6 +24,8 @@ PG_ENV_VARS = (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
 PUBLIC_SCHEMES = {"https": 443, "http": 80}
 MAX_PORT = 65535
 DEFAULT_BUILD_TIMEOUT = 7200
+#: Seconds a module update or app install of one instance may run.
+DEFAULT_UPDATE_TIMEOUT = 1800
 
 
 def pg_env(params, base=None):
@@ -71,10 +73,12 @@ class Server:
     proxy: Proxy | None = None
     #: How child Odoo processes (template builds) run against this cluster: the
     #: configuration file they read (None: options on the command line only),
-    #: their addons path, and how long a build may take (seconds).
+    #: their addons path, and how long a build, or an instance's update, may take
+    #: (seconds).
     child_rcfile: str | None = None
     addons_path: str | None = None
     build_timeout: int = DEFAULT_BUILD_TIMEOUT
+    update_timeout: int = DEFAULT_UPDATE_TIMEOUT
 
     def __post_init__(self):
         if not self.data_dir:

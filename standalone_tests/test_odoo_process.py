@@ -72,3 +72,26 @@ def test_demo_data_is_decided_by_the_template_not_the_configuration_file():
     without = odoo_process.command("py", "odoo-bin", "/etc/odoo.conf", "db", ["base"])
     assert "--without-demo=" in with_demo and "--without-demo=all" not in with_demo
     assert "--without-demo=all" in without
+
+
+def test_a_run_whose_pid_was_not_recorded_is_found_by_its_status_file(tmp_path):
+    """A worker killed between starting a run and recording its pid: the run is found
+    again (the session leader, not one of its children) and can be stopped."""
+    status = str(tmp_path / "job.status")
+    pid = odoo_process.start([sys.executable, "-c", "import time; time.sleep(60)"], status)
+    try:
+        assert odoo_process.find(status) == pid
+        assert odoo_process.find(str(tmp_path / "other.status")) is None
+    finally:
+        odoo_process.stop(pid, status)
+    assert odoo_process.find(status) is None
+
+
+def test_an_update_can_install_modules_in_the_same_run():
+    args = odoo_process.command("py", "odoo-bin", None, "db", ["sale"], update=True,
+                                install=["crm", "project"])
+    assert args[args.index("-u") + 1] == "sale"
+    assert args[args.index("-i") + 1] == "crm,project"
+    only_install = odoo_process.command("py", "odoo-bin", None, "db", [], update=True,
+                                        install=["crm"])
+    assert "-u" not in only_install and only_install[only_install.index("-i") + 1] == "crm"
