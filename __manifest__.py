@@ -1,6 +1,6 @@
 {
     "name": "SaaS Manager",
-    "version": "18.0.1.6.0",
+    "version": "18.0.1.7.0",
     "category": "Services/SaaS",
     "summary": "Run an Odoo SaaS business: one database per client, cloned from templates",
     "author": "saas_manager developers",
@@ -26,8 +26,10 @@
         "views/saas_plan_views.xml",
         "views/saas_health_check_views.xml",
         "views/saas_incident_views.xml",
+        "wizards/saas_instance_install_views.xml",
         "views/saas_instance_views.xml",
         "views/saas_server_views.xml",
+        "views/saas_update_campaign_views.xml",
         "views/saas_subscription_views.xml",
         "views/res_partner_views.xml",
         "views/res_config_settings_views.xml",

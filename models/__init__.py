@@ -34,6 +34,7 @@ from . import saas_instance_suspension
 from . import saas_instance_portal
 from . import saas_instance_backup
 from . import saas_instance_restore
+from . import saas_instance_update
 from . import saas_instance_usage
 from . import saas_instance_health
 from . import saas_health_check
@@ -42,6 +43,8 @@ from . import saas_access_link
 from . import saas_rate_limit
 from . import saas_signup
 from . import saas_metrics
+from . import saas_update_campaign
+from . import saas_update_line
 from . import account_move
 from . import res_partner
 from . import res_config_settings

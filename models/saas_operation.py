@@ -69,6 +69,8 @@ OPERATION_KINDS = [
     ("drill", "Restore Drill"),
     ("pool_fill", "Standby Pool Fill"),
     ("domain", "Custom Domain"),
+    ("update", "Module Update"),
+    ("install", "App Install"),
 ]
 #: Kinds run by the backup runner; the main runner runs the others.
 BACKUP_KINDS = ("backup", "drill")
@@ -375,8 +377,11 @@ class SaasOperation(models.Model):
             raise
 
     def _write_steps(self, run):
+        """After the steps already written: a waiting operation writes its steps at each
+        look, within one attempt."""
+        first = len(self.step_ids)
         self.env["saas.operation.step"].sudo().create([
-            {**step, "operation_id": self.id, "attempt": self.attempt, "sequence": index}
+            {**step, "operation_id": self.id, "attempt": self.attempt, "sequence": first + index}
             for index, step in enumerate(run.steps)])
 
     # -- endings -----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from ..engine import retention
+from ..engine import fleet, retention
+from ..engine import modules as engine_modules
 
 
 class SaasPlan(models.Model):
@@ -37,6 +38,10 @@ class SaasPlan(models.Model):
         "product.product", string="Invoice Product", domain=[("type", "=", "service")],
         help="Service product used on the subscription invoices.")
     subscription_ids = fields.One2many("saas.subscription", "plan_id", string="Subscriptions")
+    allowed_module_names = fields.Text(
+        string="Allowed Apps",
+        help="Modules that may be installed on this plan's instances on request (technical "
+             "names, separated by commas or spaces); empty: any module of the server.")
     # Backups (see saas_instance_backup.py and CONFIGURATION.md, "Backups").
     backup_interval_hours = fields.Integer(
         string="Backup Every (hours)", default=24,
@@ -72,6 +77,20 @@ class SaasPlan(models.Model):
         for plan in self:
             company = plan.company_id or self.env.company
             plan.currency_mismatch = plan.currency_id != company.currency_id
+
+    @api.constrains("allowed_module_names")
+    def _check_allowed_module_names(self):
+        for plan in self:
+            for name in fleet.split_modules(plan.allowed_module_names):
+                if not engine_modules.NAME_RE.fullmatch(name):
+                    raise ValidationError(self.env._("%(name)r is not a module name.",
+                                                     name=name))
+
+    def _saas_refused_modules(self, names):
+        """Those of ``names`` the plan does not allow (none when it lists no module)."""
+        self.ensure_one()
+        allowed = set(fleet.split_modules(self.allowed_module_names))
+        return [name for name in names if allowed and name not in allowed]
 
     def price_for(self, period):
         """The price of one ``period`` ('monthly' or 'yearly')."""

@@ -15,7 +15,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..engine import naming, usage
-from ..engine.server import DEFAULT_BUILD_TIMEOUT, Proxy, Server
+from ..engine.server import DEFAULT_BUILD_TIMEOUT, DEFAULT_UPDATE_TIMEOUT, Proxy, Server
 from .saas_settings import conf, conf_sections, config_file
 
 _logger = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ def server_from_conf(name, section=None):
         # it (password included) at the local cluster.
         child_rcfile=None if section else config_file(),
         addons_path=conf("addons_path"),
-        build_timeout=int(conf("saas_build_timeout", DEFAULT_BUILD_TIMEOUT)))
+        build_timeout=int(conf("saas_build_timeout", DEFAULT_BUILD_TIMEOUT)),
+        update_timeout=int(conf("saas_update_timeout", DEFAULT_UPDATE_TIMEOUT)))
 
 
 def tcp_port(key, value):

@@ -7,12 +7,14 @@ from datetime import datetime
 
 import psycopg2
 
+import odoo
 from odoo import models, sql_db
 from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 
 from ..engine import backup, pg
 from ..engine import login as login_tokens
+from ..engine import modules as engine_modules
 from ..engine.server import Proxy
 
 #: Stamps (seconds) a backup tries when a backup of the same second exists.
@@ -149,6 +151,23 @@ class SaasServerMixin(models.AbstractModel):
         server = self._saas_server()
         return (sys.executable, sys.argv[0], server.child_rcfile, server.child_options(),
                 server.child_env())
+
+    def _saas_addons_paths(self):
+        """The folders the server's child Odoo searches for modules, in Odoo's order
+        (``engine.modules.odoo_addons_paths``)."""
+        server = self._saas_server()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(odoo.__file__)))
+        return engine_modules.odoo_addons_paths(root, server.addons_path, server.data_dir)
+
+    def _saas_store_checksums(self, database, cache=None):
+        """Record in ``database`` the code checksums of its installed modules, after a
+        successful build or update: the next update campaign skips what did not change."""
+        conn = psycopg2.connect(dbname=database, **self._saas_pg_params())
+        try:
+            engine_modules.store(conn, engine_modules.checksums(
+                engine_modules.installed(conn), self._saas_addons_paths(), cache))
+        finally:
+            conn.close()
 
     def _saas_build_timeout(self):
         """odoo.conf ``saas_build_timeout``: seconds a template build may run (default 2 h)."""

@@ -184,6 +184,8 @@ class SaasTemplate(models.Model):
                 self._set_admin_password()
         with run.step("inspect"):
             self._refresh_info()
+        with run.step("checksums"):
+            self._saas_store_checksums(self.database_name)
         self.write({"state": "configuring", "build_seconds": elapsed, "build_pid": False,
                     "built_at": fields.Datetime.now()})
         return None

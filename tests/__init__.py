@@ -28,3 +28,4 @@ from . import test_operator_fixes
 from . import test_dashboard
 from . import test_orphans
 from . import test_maintenance
+from . import test_fleet

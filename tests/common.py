@@ -225,10 +225,12 @@ class LiveInstanceCase(InstanceDatabaseChecks, SaasCase):
 
 
 
-def build_template_database(name, modules="base"):
-    """A real template: a fresh Odoo database built by a separate Odoo process."""
+def build_template_database(name, modules="base", addons_path=None):
+    """A real template: a fresh Odoo database built by a separate Odoo process
+    (``addons_path``: the server's, or another one)."""
     cmd = [sys.executable, sys.argv[0], "-c", config.rcfile, "-d", name, "-i", modules,
-           "--stop-after-init", "--without-demo=all", "--log-level=warn", "--no-http"]
+           "--stop-after-init", "--without-demo=all", "--log-level=warn", "--no-http",
+           "--addons-path=%s" % (addons_path or config["addons_path"])]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     if proc.returncode:
         raise RuntimeError("building %s failed:\n%s" % (name, proc.stderr[-3000:]))
@@ -298,6 +300,8 @@ class ClonedTemplateCase(OperationChecks, InstanceDatabaseChecks, ServerKeyCase,
     #: The modules of the class's template ("mail" also brings auth_signup, and its
     #: free sign-up setting).
     template_modules = "base"
+    #: The addons path of the template's build (None: the server's).
+    template_addons_path = None
 
     @classmethod
     def setUpClass(cls):
@@ -305,7 +309,7 @@ class ClonedTemplateCase(OperationChecks, InstanceDatabaseChecks, ServerKeyCase,
         cls.pg_params = cls.env["saas.instance"]._saas_pg_params()
         cls.tpl_db = "saas_tpl_test_%s" % uuid.uuid4().hex[:8]
         cls.addClassCleanup(cls.drop_databases, [cls.tpl_db])
-        build_template_database(cls.tpl_db, cls.template_modules)
+        build_template_database(cls.tpl_db, cls.template_modules, cls.template_addons_path)
         os.makedirs(config.filestore(cls.tpl_db), exist_ok=True)
         with open(os.path.join(config.filestore(cls.tpl_db), "marker"), "w") as handle:
             handle.write("template file")

@@ -1,0 +1,7 @@
+"""A release whose migration never ends (a lock wait, an endless loop)."""
+
+import time
+
+
+def migrate(cr, version):
+    time.sleep(3600)

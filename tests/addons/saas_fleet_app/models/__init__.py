@@ -1,0 +1,1 @@
+from . import saas_fleet_app
