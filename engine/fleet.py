@@ -15,6 +15,7 @@ no longer loads, or whose login is broken, fails here even when ``-u``
 itself exited 0.
 """
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -79,6 +80,12 @@ def next_batch(lines, concurrency):
     free = max(1, concurrency) - running
     pending = [line.id for line in candidates if line.state == "pending"]
     return pending[:max(0, free)], False
+
+
+def percentile(values, q):
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty list of numbers."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def check_served(odoo_url, host, pass_token, login_token, timeout=30):

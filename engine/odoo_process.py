@@ -69,9 +69,10 @@ def command(python, launcher, rcfile, database, modules, *, update=False, instal
     return args
 
 
-def start(args, status_file, env=None):
-    """Start ``args`` detached; return the pid of the session that runs it."""
-    for path in (status_file, stderr_file(status_file)):
+def start(args, status_file, env=None, logfile=None):
+    """Start ``args`` detached; return the pid of the session that runs it.  What an
+    earlier run left under these names goes first (Odoo appends to its ``logfile``)."""
+    for path in filter(None, (status_file, stderr_file(status_file), logfile)):
         if os.path.exists(path):
             os.remove(path)
     done = subprocess.run([sys.executable, os.path.abspath(__file__), status_file, "--", *args],

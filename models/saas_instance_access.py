@@ -3,7 +3,7 @@
 from odoo import fields, models
 from odoo.exceptions import UserError
 
-from ..engine import backup, pg
+from ..engine import backup, maintenance, pg
 
 SUSPENSION_REASONS = [
     ("manual", "Suspended by the operator"),
@@ -204,6 +204,7 @@ class SaasInstance(models.Model):
         with run.step("proxy"):
             self._provision_remove_proxy()
             self._saas_withdraw_suspension_page()
+            maintenance.withdraw(self._saas_server().data_dir, self.database_name)
         self.write({"state": "terminated", "terminated_on": fields.Datetime.now(),
                     "health_status": "unknown"})
         self.subscription_ids._saas_instance_terminated()

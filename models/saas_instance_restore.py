@@ -81,6 +81,7 @@ class SaasInstance(models.Model):
         with run.step("drop replaced"):
             engine_backup.discard(self._saas_pg_params(), replaced,
                                   self._saas_filestore(replaced))
+        self._saas_restored_after_update()
         backup = self.env["saas.backup"].sudo().browse(params.get("backup_id"))
         self.message_post(body=self.env._(
             "Restored from %(backup)s (%(down).2f s without service); the database as it was "
@@ -127,14 +128,20 @@ class SaasInstance(models.Model):
         run.operation.params = dict(params, swapped=True, downtime=replaced.downtime)
 
     def _restore_backup_replaced(self, replaced, operation):
-        """The safety backup: the replaced copy as it was at the swap (it refuses
-        connections; it is opened to pg_dump only, and matches no host)."""
+        """The safety backup: the replaced copy as it was at the swap, recorded."""
+        made = self._saas_backup_replaced(replaced, operation)
+        if not made:
+            return self.env["saas.backup"]  # backed up and dropped by a killed attempt
+        return self.env["saas.backup"]._saas_record(self, "before_operation", made, operation)
+
+    def _saas_backup_replaced(self, replaced, operation):
+        """The engine backup of a replaced copy (it refuses connections; it is opened to
+        pg_dump only, and matches no host), or None when it is gone already."""
         with pg.maintenance(self._saas_pg_params()) as conn:
             if not pg.exists(conn, replaced):
-                return self.env["saas.backup"]  # backed up and dropped by a killed attempt
+                return None
             pg.allow_connections(conn, replaced, True)
-        made = self._saas_backup(replaced, operation)
-        return self.env["saas.backup"]._saas_record(self, "before_operation", made, operation)
+        return self._saas_backup(replaced, operation)
 
     # -- as a new instance, or imported: provisionings from a copy ------------------------
     def _saas_restore_as_new(self, backup, vals, staging):

@@ -8,9 +8,10 @@ operation (an app a customer asked for) runs these steps:
    successful update), which to install; a module installed in the database
    but missing on the server fails here, before anything is touched.  Nothing
    to do: the operation ends, the database untouched (*skipped*).
-2. **backup**: a verified backup (kind *before operation*).
-3. **maintenance**: the host answers the maintenance page (HTTP 503,
-   ``engine.maintenance``); the database keeps its connections.
+2. **maintenance**: the host answers the maintenance page (HTTP 503,
+   ``engine.maintenance``) from here on, so that the backup holds the
+   customer's last work; the database keeps its connections.
+3. **backup**: a verified backup (kind *before operation*).
 4. **odoo**: ``-u``/``-i`` in a detached child Odoo with the server's
    configuration, like a template build (``engine.odoo_process``): the
    runner polls it, so a killed cron worker does not kill it and a later
@@ -19,23 +20,29 @@ operation (an app a customer asked for) runs these steps:
    asked for installed, then the database answers ``/web/login`` through the
    serving Odoo and its administrator signs in (``engine.fleet.check_served``,
    with the maintenance pass).
-6. **checksums** stored in the database, **serve**: the page goes.
+6. **checksums** stored in the database, **serve**: the page goes (recorded
+   first: a worker killed after it never puts the page back).
 
 **On any failure after the child was started** (or may have been: a worker
 killed between starting it and recording it is found by its status file),
-the child is stopped and the backup of step 2 is restored in place
-(``engine.backup.replace``: restored beside, checked, swapped), then the page
-goes: the instance serves its old state.  The instance is marked *Update
+the rollback is recorded (committed: a worker killed during it resumes the
+rollback, never the check), the child is stopped and the backup of step 3 is
+restored in place (``engine.backup.replace``: restored beside, checked,
+swapped), then the page goes: the instance serves its old state.  The
+replaced database is backed up (the *safety backup*: what the database's own
+crons wrote meanwhile is kept) and dropped.  The instance is marked *Update
 Failed* with the error (campaigns skip it until an operator clears it).  When
-the restore itself fails, the page stays up and the instance is marked
-*Restore Failed*: it never serves a half-updated database.  The database the
-restore replaced is dropped: it holds the half-done update, and nothing else
-since the page went up before the update started.
+the restore itself fails, or the state of the database is not known (the
+rollback was killed at every attempt), the page stays up and the instance is
+marked *Restore Failed*: it never serves a half-updated database.  A failure
+before the child started changed nothing: the page goes, the instance is
+marked *Update Failed*.
 """
 
 import contextlib
 import logging
 import os
+import secrets
 import time
 
 import psycopg2
@@ -47,6 +54,7 @@ from ..engine import backup as engine_backup
 from ..engine import fleet, maintenance, odoo_process, pg
 from ..engine import modules as engine_modules
 from .saas_instance_restore import REPLACED_DATABASE, STAGING_DATABASE
+from .saas_settings import conf
 
 _logger = logging.getLogger(__name__)
 
@@ -62,11 +70,14 @@ _CACHES_KEPT = 4
 
 
 class UpdateFailed(UserError):
-    """The update failed; ``restored`` says whether the database is back as it was."""
+    """The update failed; ``restored`` says whether the database is back as it was,
+    ``safety`` is the engine backup of the database the restore replaced (recorded by
+    the failure hook: what the failed attempt wrote is rolled back)."""
 
-    def __init__(self, message, restored):
+    def __init__(self, message, restored, safety=None):
         super().__init__(message)
         self.restored = restored
+        self.safety = safety
 
 
 def _checksum_cache(key):
@@ -108,15 +119,34 @@ class SaasInstance(models.Model):
             raise UserError(self.env._(
                 "The plan %(plan)s does not allow %(names)s.", plan=self.plan_id.name,
                 names=", ".join(refused)))
+        server_wide = [name for name in names if name in self._saas_server_wide_modules()]
+        if server_wide:
+            raise UserError(self.env._(
+                "%(names)s runs server-wide with the server's own configuration: it is never "
+                "installed in a client database.", names=", ".join(server_wide)))
         missing = [name for name in names if not engine_modules.find_addon(
             name, self._saas_addons_paths())]
         if missing:
             raise UserError(self.env._("This server has no module %(names)s.",
                                        names=", ".join(missing)))
-        operation = self.env["saas.operation"]._queue(self, "install", {"install": names})
+        # Listed as updating nothing: an app install installs, it updates no other module.
+        operation = self.env["saas.operation"]._queue(
+            self, "install", {"install": names, "modules": []})
+        if operation.params.get("install") != names:
+            raise UserError(self.env._(
+                "An install of %(names)s on %(name)s is already queued: wait for it.",
+                names=", ".join(operation.params.get("install") or ()), name=self.name))
         self.message_post(body=self.env._("Install of %(names)s requested by %(user)s.",
                                           names=", ".join(names), user=self.env.user.name))
         return operation
+
+    def _saas_server_wide_modules(self):
+        """Modules no client database may install: saas_manager itself and the server's
+        ``server_wide_modules`` (they would run with the server's configuration)."""
+        wide = conf("server_wide_modules") or ""
+        if not isinstance(wide, str):
+            wide = ",".join(wide)
+        return {"saas_manager", *fleet.split_modules(wide)}
 
     def _saas_module_name(self, name):
         try:
@@ -137,6 +167,13 @@ class SaasInstance(models.Model):
                                                   user=self.env.user.name))
         return True
 
+    def _saas_restored_after_update(self):
+        """A backup restored in place after the rollback of an update failed: the database
+        is that backup's, the maintenance page goes, and the failure can be cleared."""
+        maintenance.withdraw(self._saas_server().data_dir, self.database_name)
+        if self.update_state == "restore_failed":
+            self.sudo().update_state = "failed"
+
     def _saas_serving_old(self):
         """No maintenance page: the database serves (after a restore by hand, say)."""
         data_dir = self._saas_server().data_dir
@@ -144,10 +181,17 @@ class SaasInstance(models.Model):
 
     # -- the handler (run by saas.operation) ----------------------------------------------
     def _saas_op_update(self, run):
-        """Plan, back up, put the page up and start the child; then collect it."""
+        """Plan, put the page up, back up and start the child; then collect it (or go on
+        with a rollback a killed worker left)."""
         params = run.operation.params or {}
+        if params.get("rolling_back"):
+            raise self._update_rollback(run, UserError(params["rolling_back"]))
+        if params.get("served"):
+            return self._update_serve(run)
         if params.get("launching"):
             return self._update_collect(run)
+        # An attempt killed before its child started changed nothing but the page.
+        maintenance.withdraw(self._saas_server().data_dir, self.database_name)
         if self.state != "active":
             raise UserError(self.env._("Only an active instance is updated."))
         with run.step("plan"):
@@ -157,6 +201,8 @@ class SaasInstance(models.Model):
             self._update_mark_revision(params)
             self._update_ended(run.operation, "skipped")
             return None
+        with run.step("maintenance"):
+            self._update_publish()
         with run.step("backup"):
             self._saas_remove_partial_backup(run.operation)
             made = self._saas_backup(self._owned_database_name(), run.operation)
@@ -164,21 +210,33 @@ class SaasInstance(models.Model):
                                                           run.operation)
         run.operation.params = dict(run.operation.params, backup_id=backup.id,
                                     update=update, install=install)
-        with run.step("maintenance"):
-            self._update_publish()
         self._update_start(run)
         return UPDATE_POLL_SECONDS
 
     _saas_op_install = _saas_op_update
 
     def _saas_op_update_failed(self, operation, exc):
-        """Mark the instance (rolled back, or not); tell its campaign line."""
+        """Mark the instance (rolled back, or not); tell its campaign line.
+
+        A failure that did not go through the rollback (the runner gave up on an
+        attempt killed each time) after the child may have started leaves the
+        database's state unknown: the page stays, the instance is *Restore Failed*.
+        Before that, nothing was changed: the page goes."""
         if operation.state != "failed":
             return
-        self._update_keep_log(operation)
-        restored = getattr(exc, "restored", True)
+        params = operation.params or {}
+        if isinstance(exc, UpdateFailed):
+            restored = exc.restored
+            if exc.safety:
+                self.env["saas.backup"]._saas_record(self, "before_operation", exc.safety,
+                                                     operation)
+        else:
+            restored = not params.get("launching")
+            if restored:
+                maintenance.withdraw(self._saas_server().data_dir, self.database_name)
         self.sudo().write({"update_state": "failed" if restored else "restore_failed",
                            "update_error": str(exc)})
+        self._update_keep_log(operation)
         self.message_post(body=self.env._(
             "%(operation)s failed: %(error)s", operation=operation.display_name,
             error=str(exc)))
@@ -198,18 +256,16 @@ class SaasInstance(models.Model):
         operation.params = {key: value for key, value in (operation.params or {}).items()
                             if key in REQUEST_KEYS}
         self.sudo().write({"update_state": False, "update_error": False})
-        line = self.env["saas.update.line"].sudo().search(
-            [("operation_id", "=", operation.id)], limit=1)
-        line.write({"state": "running"})
+        self.env["saas.update.line"].sudo().search(
+            [("operation_id", "=", operation.id)]).write({"state": "running"})
 
     _saas_op_install_failed = _saas_op_update_failed
     _saas_op_install_cancelled = _saas_op_update_cancelled
     _saas_op_install_retried = _saas_op_update_retried
 
     def _update_ended(self, operation, state):
-        line = self.env["saas.update.line"].sudo().search(
-            [("operation_id", "=", operation.id)], limit=1)
-        if line:
+        for line in self.env["saas.update.line"].sudo().search(
+                [("operation_id", "=", operation.id)]):
             line._saas_ended(state)
 
     # -- steps ---------------------------------------------------------------------------
@@ -261,17 +317,19 @@ class SaasInstance(models.Model):
         # worker killed included) restores the backup.
         run.operation.params = dict(params, launching=True, started=time.time())
         run.operation._commit()
-        with run.step("start"):
-            python, launcher, rcfile, options, env = self._saas_odoo_child()
-            args = odoo_process.command(
-                python, launcher, rcfile, self.database_name, params["update"],
-                update=True, install=params["install"], demo=self.template_id.with_demo,
-                logfile=paths["log"], options=options)
-            try:
-                pid = odoo_process.start(args, paths["status"], env=env)
-            except odoo_process.OdooProcessError as exc:
-                raise self._update_rollback(run, exc) from exc
-            run.operation.params = dict(run.operation.params, pid=pid)
+        try:
+            with run.step("start"):
+                python, launcher, rcfile, options, env = self._saas_odoo_child()
+                args = odoo_process.command(
+                    python, launcher, rcfile, self.database_name, params["update"],
+                    update=True, install=params["install"], demo=self.template_id.with_demo,
+                    logfile=paths["log"], options=options)
+                pid = odoo_process.start(args, paths["status"], env=env, logfile=paths["log"])
+                # The child's own time counts from here (the "odoo" step).
+                run.operation.params = dict(run.operation.params, pid=pid,
+                                            started=time.time())
+        except Exception as exc:  # the child may be running: roll back
+            raise self._update_rollback(run, exc) from exc
         _logger.info("Instance %s: update process %s started", self.name, pid)
 
     def _update_collect(self, run):
@@ -301,10 +359,15 @@ class SaasInstance(models.Model):
                 self._update_store_checksums(params)
         except Exception as exc:  # any failure: the backup goes back in place
             raise self._update_rollback(run, exc) from exc
+        # Recorded before the page goes: a worker killed after it does the rest only.
+        run.operation.params = dict(run.operation.params, served=True, seconds=elapsed)
+        run.operation._commit()
+        return self._update_serve(run)
+
+    def _update_serve(self, run):
         with run.step("serve"):
             maintenance.withdraw(self._saas_server().data_dir, self.database_name)
-        self._update_succeeded(run.operation, elapsed)
-        return None
+        self._update_succeeded(run.operation, run.operation.params["seconds"])
 
     def _update_check(self, status, log_text, params):
         fatal, others = odoo_process.problems(log_text)
@@ -328,8 +391,12 @@ class SaasInstance(models.Model):
                                        why=str(exc))) from exc
 
     def _update_store_checksums(self, params):
+        """All installed modules' checksums after an update of what changed; only those of
+        the modules updated or installed after a listed update or an app install (the
+        others keep theirs: their code may have changed without being updated)."""
         cache = _checksum_cache((params.get("campaign_id"), tuple(self._saas_addons_paths())))
-        self._saas_store_checksums(self._owned_database_name(), cache)
+        only = None if params.get("modules") is None else params["update"] + params["install"]
+        self._saas_store_checksums(self._owned_database_name(), cache, only)
 
     def _update_mark_revision(self, params):
         """A template revision upgrade done (or found done): the instance is on it."""
@@ -350,11 +417,21 @@ class SaasInstance(models.Model):
     # -- rollback --------------------------------------------------------------------------
     def _update_rollback(self, run, exc):
         """Stop the child, restore the pre-update backup, withdraw the page: the
-        :class:`UpdateFailed` to raise (the restore failing too keeps the page)."""
+        :class:`UpdateFailed` to raise (the restore failing too keeps the page).
+
+        Recorded first, with the names of the restore's databases (committed by the
+        step): a worker killed during the rollback is followed by this rollback again,
+        which takes back or completes what the killed one left."""
+        params = run.operation.params
+        if not params.get("rolling_back"):
+            token = secrets.token_hex(4)
+            run.operation.params = dict(
+                params, rolling_back=str(exc), staging=STAGING_DATABASE % (self.id, token),
+                replaced=REPLACED_DATABASE % (self.id, token))
         with run.step("rollback"):
             try:
                 self._update_stop(run.operation)
-                self._update_restore(run.operation)
+                safety = self._update_restore(run.operation)
             except Exception as restore_exc:  # reported with the update's own failure
                 _logger.exception("Instance %s: restoring after the failed update failed",
                                   self.name)
@@ -364,8 +441,9 @@ class SaasInstance(models.Model):
                     restored=False)
             maintenance.withdraw(self._saas_server().data_dir, self.database_name)
         return UpdateFailed(self.env._(
-            "%(error)s The database was restored as it was before the update.",
-            error=str(exc)), restored=True)
+            "%(error)s The database was restored as it was before the update; the "
+            "replaced one is kept as a backup (Before operation).", error=str(exc)),
+            restored=True, safety=safety)
 
     def _update_stop(self, operation):
         paths = self._update_paths(operation)
@@ -383,23 +461,27 @@ class SaasInstance(models.Model):
             operation.log_tail = odoo_process.tail(log_text)
 
     def _update_restore(self, operation):
-        """The pre-update backup in place of the database (what a killed earlier restore
-        left is taken back first: its names derive from the operation)."""
-        backup = self.env["saas.backup"].sudo().browse(operation.params["backup_id"]).exists()
+        """The pre-update backup in place of the database; the replaced copy backed up,
+        then dropped (what a killed earlier rollback left is taken back or completed
+        first).  Returns the engine backup of the replaced copy (None: a killed earlier
+        rollback backed it up and dropped it already)."""
+        params = operation.params
+        backup = self.env["saas.backup"].sudo().browse(params["backup_id"]).exists()
         if not backup:
             raise UserError(self.env._("The pre-update backup is gone."))
         name = self._owned_database_name()
-        token = "%08x" % operation.id
-        staging = STAGING_DATABASE % (self.id, token)
-        replaced = REPLACED_DATABASE % (self.id, token)
-        params, folder = self._saas_pg_params(), self._saas_filestore(name)
-        with pg.maintenance(params) as conn:
+        staging, replaced = params["staging"], params["replaced"]
+        pg_params, folder = self._saas_pg_params(), self._saas_filestore(name)
+        with pg.maintenance(pg_params) as conn:
             leftovers = pg.exists(conn, staging) or pg.exists(conn, replaced)
-        if leftovers and engine_backup.recover_replace(
-                params, name, folder, staging, replaced, comment=self._owner_marker()):
-            engine_backup.discard(params, replaced, self._saas_filestore(replaced))
-            return
-        made = backup._saas_local_copy(verify=False)  # replace() verifies it
-        self._saas_release(name)
-        engine_backup.replace(params, made, name, folder, staging, replaced,
-                              comment=self._owner_marker())
+        swapped = leftovers and engine_backup.recover_replace(
+            pg_params, name, folder, staging, replaced, comment=self._owner_marker(),
+            allowed=self.state == "active")
+        if not swapped:
+            made = backup._saas_local_copy(verify=False)  # replace() verifies it
+            self._saas_release(name)
+            engine_backup.replace(pg_params, made, name, folder, staging, replaced,
+                                  comment=self._owner_marker(), keep_old=True)
+        safety = self._saas_backup_replaced(replaced, operation)
+        engine_backup.discard(pg_params, replaced, self._saas_filestore(replaced))
+        return safety

@@ -268,13 +268,17 @@ class SaasOperation(models.Model):
         for operation in self.sudo().search([*self._due_domain(lane),
                                              ("id", "not in", list(seen))],
                                             order="id", limit=50):
-            link = self._target_field(operation._target())
-            if not self.sudo().search_count([(link, "=", operation._target().id),
-                                             ("state", "in", OPEN_STATES),
-                                             ("id", "<", operation.id)]):
+            if not operation._waits_for_older():
                 return operation
             seen.add(operation.id)
         return self.browse()
+
+    def _waits_for_older(self):
+        """Does the target have an older open operation (in any lane), which runs first?"""
+        link = self._target_field(self._target())
+        return bool(self.sudo().search_count([(link, "=", self._target().id),
+                                              ("state", "in", OPEN_STATES),
+                                              ("id", "<", self.id)]))
 
     @api.model
     def _plan_wakeup(self, lane="main"):
@@ -312,7 +316,9 @@ class SaasOperation(models.Model):
         runs the others.
         """
         self.ensure_one()
-        if not self._lock(inline):
+        # Inline, an older operation (an update waiting for its Odoo process, say) is
+        # not overtaken: the runner runs this one after it.
+        if (inline and self._waits_for_older()) or not self._lock(inline):
             return 0
         try:
             if not inline:

@@ -157,15 +157,30 @@ class SaasServerMixin(models.AbstractModel):
         (``engine.modules.odoo_addons_paths``)."""
         server = self._saas_server()
         root = os.path.dirname(os.path.dirname(os.path.abspath(odoo.__file__)))
-        return engine_modules.odoo_addons_paths(root, server.addons_path, server.data_dir)
+        paths = engine_modules.odoo_addons_paths(root, server.addons_path, server.data_dir)
+        # Odoo also searches the odoo/addons folders of sys.path (pip-installed addons),
+        # after the others; the child runs with this Python, so with this sys.path.
+        known = {os.path.realpath(path) for path in paths}
+        for entry in dict.fromkeys(filter(None, sys.path)):
+            folder = os.path.realpath(os.path.join(entry, "odoo", "addons"))
+            if folder not in known and os.path.isdir(folder):
+                paths.append(folder)
+                known.add(folder)
+        return paths
 
-    def _saas_store_checksums(self, database, cache=None):
+    def _saas_store_checksums(self, database, cache=None, only=None):
         """Record in ``database`` the code checksums of its installed modules, after a
-        successful build or update: the next update campaign skips what did not change."""
+        successful build or update: the next update campaign skips what did not change.
+        With ``only`` (module names), only theirs are replaced; the others are kept."""
         conn = psycopg2.connect(dbname=database, **self._saas_pg_params())
         try:
-            engine_modules.store(conn, engine_modules.checksums(
-                engine_modules.installed(conn), self._saas_addons_paths(), cache))
+            installed = engine_modules.installed(conn)
+            sums = engine_modules.checksums(installed if only is None else only,
+                                            self._saas_addons_paths(), cache)
+            if only is not None:
+                kept = engine_modules.stored(conn)
+                sums = {name: kept.get(name) for name in installed} | sums
+            engine_modules.store(conn, sums)
         finally:
             conn.close()
 

@@ -154,7 +154,7 @@ class SaasTemplate(models.Model):
                 self.module_list() or ["base"], update=self.build_mode == "update",
                 demo=self.with_demo, lang=self.lang, logfile=paths["log"], options=options)
             try:
-                pid = odoo_process.start(args, paths["status"], env=env)
+                pid = odoo_process.start(args, paths["status"], env=env, logfile=paths["log"])
             except odoo_process.OdooProcessError as exc:
                 raise UserError(str(exc)) from exc
             self.write({"build_pid": pid, "build_started_at": fields.Datetime.now()})

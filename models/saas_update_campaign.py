@@ -9,24 +9,27 @@ instances cloned from an older template revision to the current one
 
 **Started**, it gets one line per instance (the order of the instances' ids)
 and is advanced by its cron, woken whenever one of its instances' update
-operations ends: the first *canary* lines run alone first; a canary that
-fails stops the campaign (the failed instance is restored, the others are not
-touched).  Then the other lines run, at most *concurrency* at a time (each
+operations ends: the first *canary* lines run before any other (up to the
+concurrency at once); a canary that fails stops the campaign (the failed
+instance is restored, the others are not touched), one that is skipped hands
+its role to the next line.  Then the other lines run, at most *concurrency* at a time (each
 update is a detached Odoo process polled by the operation runner), and only
 inside the maintenance window (local hours of the campaign's time zone).
 Instances whose earlier update failed are skipped until an operator clears
 them.  Pause stops new lines from starting (those running end), Resume goes
-on, Cancel cancels what has not started.  When every line has ended, the
+on, Cancel cancels the lines not started (updates already queued or running
+end by themselves, and the report waits for them).  When every line has ended, the
 report (counts, durations, failures) is written on the campaign and in its
 chatter.
 """
 
-import statistics
+import logging
 
 import pytz
 from markupsafe import Markup
 
 from odoo import api, fields, models
+from odoo.addons.base.models.res_partner import _tz_get
 from odoo.exceptions import UserError
 
 from ..engine import fleet
@@ -46,10 +49,7 @@ SCOPES = [("all", "All Active Instances"), ("template", "By Template"),
 MODES = [("changed", "Modules Whose Code Changed"), ("listed", "Listed Modules"),
          ("revision", "Template Revision Upgrade")]
 CRON = "saas_manager.ir_cron_saas_update_campaign"
-
-
-def _tz_list(_model):
-    return [(tz, tz) for tz in pytz.common_timezones]
+_logger = logging.getLogger(__name__)
 
 
 class SaasUpdateCampaign(models.Model):
@@ -76,7 +76,7 @@ class SaasUpdateCampaign(models.Model):
     window_start = fields.Float(default=0.0, help="Local hour from which updates may start.")
     window_end = fields.Float(default=0.0, help="Local hour until which updates may start "
                                                "(the same as the start: any time).")
-    tz = fields.Selection(_tz_list, string="Time Zone", required=True,
+    tz = fields.Selection(_tz_get, string="Time Zone", required=True,
                           default=lambda self: self.env.user.tz or "UTC")
     line_ids = fields.One2many("saas.update.line", "campaign_id", string="Campaign Lines",
                                readonly=True)
@@ -207,8 +207,14 @@ class SaasUpdateCampaign(models.Model):
     # -- the cron ------------------------------------------------------------------------
     @api.model
     def _cron_advance(self):
+        """Advance each running campaign; one that fails is logged and left for the
+        next run, never stopping the others."""
         for campaign in self.search([("state", "=", "running")]):
-            campaign._saas_advance()
+            try:
+                with self.env.cr.savepoint():
+                    campaign._saas_advance()
+            except Exception:  # the next run tries again; the others go on
+                _logger.exception("Update campaign %s could not be advanced", campaign.id)
             self._commit()
 
     def _saas_advance(self):
@@ -218,15 +224,18 @@ class SaasUpdateCampaign(models.Model):
         if self.state != "running":
             return
         lines = self.line_ids.sorted("sequence")
-        start, stop = fleet.next_batch(
-            [fleet.Line(line.id, line.canary, line.state) for line in lines], self.concurrency)
-        if stop:
-            self.write({"state": "stopped"})
-            self.message_post(body=self.env._(
-                "Stopped: a canary instance failed (it was restored). Look at it, then "
-                "Resume or Cancel."))
-            return
-        if start and self._saas_in_window():
+        in_window = self._saas_in_window()
+        while True:  # lines skipped at once free their place for the next ones
+            start, stop = fleet.next_batch(
+                [fleet.Line(line.id, line.canary, line.state) for line in lines],
+                self.concurrency)
+            if stop:
+                self.write({"state": "stopped"})
+                self.message_post(body=self.env._(
+                    "Stopped: a canary instance failed. Look at it, then Resume or Cancel."))
+                return
+            if not (start and in_window):
+                break
             for line in lines.browse(start):
                 line._saas_start()
         self._saas_finish_if_ended()
@@ -249,16 +258,16 @@ class SaasUpdateCampaign(models.Model):
     def _saas_report(self):
         """Counts, per-instance durations (p50, p95) and the failures, as HTML."""
         lines = self.line_ids
-        seconds = sorted(line.seconds for line in lines if line.state == "done")
+        seconds = [line.seconds for line in lines if line.state == "done"]
         rows = [self.env._("Updated: %(n)s", n=self.done_count),
                 self.env._("Skipped: %(n)s", n=self.skipped_count),
-                self.env._("Failed (restored): %(n)s", n=self.failed_count),
+                self.env._("Failed: %(n)s", n=self.failed_count),
                 self.env._("Cancelled: %(n)s", n=len(lines.filtered(
                     lambda line: line.state == "cancelled")))]
         if seconds:
-            p95 = seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))]
             rows.append(self.env._("Per updated instance: p50 %(p50).1f s, p95 %(p95).1f s",
-                                   p50=statistics.median(seconds), p95=p95))
+                                   p50=fleet.percentile(seconds, 50),
+                                   p95=fleet.percentile(seconds, 95)))
         failures = [self.env._("%(name)s: %(error)s", name=line.instance_id.name,
                                error=line.error or "-")
                     for line in lines if line.state == "failed"]

@@ -7,7 +7,7 @@ LINE_STATES = [
     ("running", "Running"),
     ("done", "Updated"),
     ("skipped", "Skipped"),
-    ("failed", "Failed, Restored"),
+    ("failed", "Failed"),
     ("cancelled", "Cancelled"),
 ]
 
@@ -42,16 +42,29 @@ class SaasUpdateLine(models.Model):
         self.ensure_one()
         instance = self.instance_id
         if instance.state != "active":
-            self.write({"state": "skipped", "note": self.env._("Not active.")})
+            self._saas_skip(self.env._("Not active."))
             return
         if instance.update_state:
-            self.write({"state": "skipped", "note": self.env._(
-                "An earlier update failed: clear it on the instance first.")})
+            self._saas_skip(self.env._(
+                "An earlier update failed: clear it on the instance first."))
             return
         operation = self.env["saas.operation"]._queue(
             instance, "update", self.campaign_id._saas_params(instance))
         self.write({"state": "running", "operation_id": operation.id})
         self.campaign_id._saas_notify()
+
+    def _saas_skip(self, note):
+        self.write({"state": "skipped", "note": note})
+        self._saas_promote_canary()
+
+    def _saas_promote_canary(self):
+        """A canary that was not updated (skipped, cancelled) proves nothing: the next
+        line waiting becomes a canary in its place."""
+        if not self.canary or self.state not in ("skipped", "cancelled"):
+            return
+        waiting = self.campaign_id.line_ids.filtered(
+            lambda line: line.state == "pending" and not line.canary).sorted("sequence")[:1]
+        waiting.write({"canary": True})
 
     def _saas_ended(self, state):
         """The update operation ended (``done``, ``skipped``, ``failed``, ``cancelled``):
@@ -67,8 +80,14 @@ class SaasUpdateLine(models.Model):
         elif state == "skipped":
             note = self.env._("Up to date: nothing changed.")
         self.write({"state": state, "note": note})
-        self.campaign_id._saas_notify()
-        self.campaign_id._saas_wake()
+        self._saas_promote_canary()
+        campaign = self.campaign_id
+        campaign._saas_notify()
+        # At once: a failed canary stops it, the next lines start, the report is written.
+        if campaign.state == "running":
+            campaign._saas_advance()
+        else:
+            campaign._saas_finish_if_ended()
 
     def action_open_operation(self):
         self.ensure_one()

@@ -122,3 +122,11 @@ def test_each_failure_of_the_check_says_what_failed(odoo_url, broken, token, log
 def test_a_serving_odoo_that_does_not_answer_fails_the_check():
     with pytest.raises(fleet.CheckFailed, match="did not answer"):
         fleet.check_served("http://127.0.0.1:9", "acme.saas.test", "t", "l", timeout=2)
+
+
+def test_percentiles_are_nearest_rank():
+    values = list(range(1, 21))  # 1..20
+    assert fleet.percentile(values, 95) == 19
+    assert fleet.percentile(values, 50) == 10
+    assert fleet.percentile([7.5], 95) == 7.5
+    assert fleet.percentile([3, 1, 2], 100) == 3

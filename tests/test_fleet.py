@@ -105,6 +105,10 @@ class TestFleetUpdates(ServedClonesCase):
         self.assertNotEqual(campaign.state, "running", "the campaign did not end in time")
         return campaign
 
+    def backups(self, instance, kind):
+        return self.env["saas.backup"].search([("instance_id", "=", instance.id),
+                                               ("kind", "=", kind)])
+
     def sql(self, name, query, args=()):
         with self.connect(name) as conn, conn.cursor() as cr:
             cr.execute(query, args)
@@ -155,7 +159,7 @@ class TestFleetUpdates(ServedClonesCase):
             operation = self.last_operation(instance, "update")
             self.assertEqual(operation.params["update"], [PROBE], "only what changed")
             self.assertEqual(operation.step_ids.mapped("name"),
-                             ["plan", "backup", "maintenance", "start", "odoo", "check",
+                             ["plan", "maintenance", "backup", "start", "odoo", "check",
                               "checksums", "serve"])
             self.assertIn("Module Update", instance.message_ids[0].body, "in the chatter")
         self.assertIn("Updated: 2", campaign.report)
@@ -235,7 +239,7 @@ class TestFleetUpdates(ServedClonesCase):
         campaign.action_start()
         campaign._saas_advance()
         self.run_operations()  # backed up, page up, child started
-        pre_update = instance.backup_ids
+        pre_update = self.backups(instance, "before_operation")
         self.assertEqual(pre_update.kind, "before_operation")
         os.remove(pre_update.dump_path)
         with mute_logger(OPERATION_LOGGER, UPDATE_LOGGER):
@@ -251,8 +255,23 @@ class TestFleetUpdates(ServedClonesCase):
         self.assertEqual(response.status_code, 503)
         with self.assertRaisesRegex(UserError, "maintenance page"):
             instance.action_clear_update_failure()
-        with self.assertRaisesRegex(UserError, "restore a backup"):
+        with self.assertRaises(UserError) as refused:  # rolls the retry back
             campaign.line_ids.operation_id.action_retry()
+        self.assertIn("restore a backup", str(refused.exception))
+
+        # The operator restores a good backup in place: the page goes, then clears.
+        instance.action_backup_now()
+        self.env["saas.operation"]._cron_run("backups")
+        good = self.backups(instance, "manual")
+        self.assertTrue(good.verified_at, self.op_error(instance))
+        instance._saas_restore_in_place(good)
+        self.run_operations()
+        self.assertEqual(self.last_operation(instance, "restore").state, "done",
+                         self.op_error(instance))
+        self.assertIsNone(maintenance.blocks(config["data_dir"], instance.database_name))
+        self.assertServed(instance)
+        instance.action_clear_update_failure()
+        self.assertFalse(instance.update_state)
 
     def drive_started(self, campaign, timeout=240):
         deadline = time.monotonic() + timeout
@@ -281,6 +300,36 @@ class TestFleetUpdates(ServedClonesCase):
         self.assertEqual(self.version(instance), "18.0.1.1.0")
         self.assertServed(instance)
 
+    def test_a_rollback_interrupted_by_a_killed_worker_is_resumed_not_rechecked(self):
+        instance = self.instances(1)
+        before = (self.counts(instance), self.probe_rows(instance))
+        self.release("1.2.0", "bad")
+        campaign = self.campaign(instance)
+        campaign.action_start()
+        campaign._saas_advance()
+        self.run_operations()
+        operation = campaign.line_ids.operation_id
+        paths = instance._update_paths(operation)
+        deadline = time.monotonic() + 120
+        while odoo_process.poll(operation.params["pid"], paths["status"]) == "running" \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        # A worker began the rollback (recorded), then died before restoring anything.
+        operation.sudo().write({"next_run_at": False, "params": dict(
+            operation.params, rolling_back="The update process failed (simulated).",
+            staging="saas_rst_%d_0badf00d" % instance.id,
+            replaced="saas_old_%d_0badf00d" % instance.id)})
+        with mute_logger(OPERATION_LOGGER, UPDATE_LOGGER):
+            self.drive_started(campaign)
+        self.assertEqual(campaign.state, "stopped")
+        self.assertIn("(simulated)", operation.error, "the rollback went on, no new check")
+        self.assertNotIn("check", operation.step_ids.filtered(
+            lambda step: step.attempt == 2).mapped("name"))
+        self.assertUntouched(instance, *before)
+        self.assertNotIn("saas_old_%d_0badf00d" % instance.id, self.databases())
+        self.assertEqual(len(self.backups(instance, "before_operation")), 2,
+                         "the pre-update backup and the replaced database's")
+
     def test_a_module_missing_on_the_server_fails_before_anything_is_touched(self):
         instance = self.instances(1)
         self.sql_write(instance, "INSERT INTO ir_module_module (name, state) "
@@ -292,7 +341,8 @@ class TestFleetUpdates(ServedClonesCase):
         operation = campaign.line_ids.operation_id
         self.assertIn("missing on this server: saas_fleet_ghost", operation.error)
         self.assertEqual(operation.step_ids.mapped("name"), ["plan"])
-        self.assertFalse(instance.backup_ids, "nothing was backed up, nothing restored")
+        self.assertFalse(self.backups(instance, "before_operation"),
+                         "nothing was backed up, nothing restored")
         self.assertEqual(instance.update_state, "failed")
         # Not asked through HTTP: a new registry of this database would warn about the
         # module it lacks.
@@ -319,6 +369,8 @@ class TestFleetUpdates(ServedClonesCase):
             instance._saas_install_apps(["saas_fleet_nothing"])
         with self.assertRaisesRegex(UserError, "not a module name"):
             instance._saas_install_apps(["../etc"])
+        with self.assertRaisesRegex(UserError, "never installed in a client database"):
+            instance._saas_install_apps(["saas_manager"])
         plan.allowed_module_names = "crm"
         with self.assertRaisesRegex(UserError, "does not allow saas_fleet_app"):
             instance._saas_install_apps([APP])
@@ -344,6 +396,8 @@ class TestFleetUpdates(ServedClonesCase):
         self.assertEqual(campaign.state, "done", campaign.line_ids.mapped("error"))
         self.assertEqual(campaign.line_ids.mapped("state"), ["skipped", "done"],
                          "the first one has the app already")
+        self.assertEqual(campaign.line_ids.mapped("canary"), [True, True],
+                         "a skipped canary hands its role to the next instance")
         self.assertEqual(self.version(older, APP), "18.0.1.0.0")
         self.assertEqual((instance | older).mapped("template_revision"),
                          [self.template.revision] * 2)
