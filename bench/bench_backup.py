@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
 from bench_provision import pct  # noqa: E402
-from dev_workspace import workspace  # noqa: E402
+from dev_workspace import rerun_in_venv  # noqa: E402
 
 MB = 1e6
 BACKUPS = ("saas_manager backup (verified)", "pg_dump -Fc", "pg_dump -Fc + tar czf",
@@ -65,23 +65,6 @@ def parse_args(argv):
     parser.add_argument("--vertical", default="ecommerce",
                         choices=("restaurant", "ecommerce", "services"))
     return parser.parse_args(argv)
-
-
-def outer():
-    """Prepare (venv, PostgreSQL, conf) with ./dev's machinery, then re-run this
-    script inside the venv.
-
-    A Ctrl-C reaches the bench process too (same process group), which then
-    drops what it made: this process waits for it rather than stopping the
-    PostgreSQL cluster under its cleanup.  A SIGTERM is passed on.
-    """
-    with workspace("odoo-bench.conf") as (ws, conf):
-        ws.odoo_cmd(conf)  # makes sure the launcher exists
-        env = dict(ws.child_env(), SAAS_BENCH_CONF=str(conf))
-        child = subprocess.Popen([str(ws.python), __file__, *sys.argv[1:]], env=env)
-        signal.signal(signal.SIGINT, lambda _sig, _frame: None)
-        signal.signal(signal.SIGTERM, lambda _sig, _frame: child.send_signal(signal.SIGTERM))
-        return child.wait()
 
 
 def vertical_modules(code):
@@ -321,4 +304,4 @@ if __name__ == "__main__":
     if os.environ.get("SAAS_BENCH_CONF"):
         inner(ARGS)
     else:
-        sys.exit(outer())
+        sys.exit(rerun_in_venv(__file__))

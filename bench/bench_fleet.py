@@ -63,7 +63,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
 from bench_provision import pct  # noqa: E402
-from dev_workspace import workspace  # noqa: E402
+from dev_workspace import rerun_in_venv  # noqa: E402
 
 PROBE = "saas_fleet_probe"
 ADDONS = REPO / "tests" / "addons"
@@ -81,18 +81,6 @@ def parse_args(argv):
     parser.add_argument("--no-serial", action="store_true",
                         help="leave out the campaign at concurrency 1")
     return parser.parse_args(argv)
-
-
-def outer():
-    """Prepare (venv, PostgreSQL, conf) with ./dev's machinery, then re-run this
-    script inside the venv; a Ctrl-C waits for its cleanup (see bench_backup.py)."""
-    with workspace("odoo-bench.conf") as (ws, conf):
-        ws.odoo_cmd(conf)  # makes sure the launcher exists
-        env = dict(ws.child_env(), SAAS_BENCH_CONF=str(conf))
-        child = subprocess.Popen([str(ws.python), __file__, *sys.argv[1:]], env=env)
-        signal.signal(signal.SIGINT, lambda _sig, _frame: None)
-        signal.signal(signal.SIGTERM, lambda _sig, _frame: child.send_signal(signal.SIGTERM))
-        return child.wait()
 
 
 class Bench:
@@ -378,4 +366,4 @@ if __name__ == "__main__":
     if os.environ.get("SAAS_BENCH_CONF"):
         inner(ARGS)
     else:
-        sys.exit(outer())
+        sys.exit(rerun_in_venv(__file__))

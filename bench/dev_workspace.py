@@ -1,6 +1,8 @@
 """The benchmark scripts' way into ./dev's machinery: Odoo, virtualenv, PostgreSQL, conf."""
 
 import contextlib
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,3 +28,20 @@ def workspace(conf_name):
         yield ws, conf
     finally:
         ws.close()
+
+
+def rerun_in_venv(script, conf_name="odoo-bench.conf"):
+    """Prepare (venv, PostgreSQL, conf) with ./dev's machinery, then run ``script`` again
+    inside the venv (``SAAS_BENCH_CONF`` names the conf); its exit code.
+
+    A Ctrl-C reaches the bench process too (same process group), which then
+    drops what it made: this process waits for it rather than stopping the
+    PostgreSQL cluster under its cleanup.  A SIGTERM is passed on.
+    """
+    with workspace(conf_name) as (ws, conf):
+        ws.odoo_cmd(conf)  # makes sure the launcher exists
+        env = dict(ws.child_env(), SAAS_BENCH_CONF=str(conf))
+        child = subprocess.Popen([str(ws.python), script, *sys.argv[1:]], env=env)
+        signal.signal(signal.SIGINT, lambda _sig, _frame: None)
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: child.send_signal(signal.SIGTERM))
+        return child.wait()

@@ -66,6 +66,7 @@ class TestSeedData(TransactionCase):
                           "Sign-ups"],
             "Operations": [],
             "Incidents": [],
+            "Update Campaigns": [],
             "Backups": ["Backups", "Import an Odoo Backup"],
             "Reporting": ["Monthly Figures", "MRR", "MRR Movements",
                           "Subscriptions over Time"],

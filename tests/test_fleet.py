@@ -234,11 +234,7 @@ class TestFleetUpdates(ServedClonesCase):
     def test_a_failed_restore_keeps_the_maintenance_page(self):
         instance = self.instances(1)
         self.release("1.2.0", "bad")
-        self.env["saas.instance"].flush_model()
-        campaign = self.campaign(instance)
-        campaign.action_start()
-        campaign._saas_advance()
-        self.run_operations()  # backed up, page up, child started
+        campaign = self.first_update(instance)
         pre_update = self.backups(instance, "before_operation")
         self.assertEqual(pre_update.kind, "before_operation")
         os.remove(pre_update.dump_path)
@@ -273,6 +269,15 @@ class TestFleetUpdates(ServedClonesCase):
         instance.action_clear_update_failure()
         self.assertFalse(instance.update_state)
 
+    def first_update(self, instance):
+        """A campaign over ``instance``, run until its update's child has started (the page
+        is up, the backup taken)."""
+        campaign = self.campaign(instance)
+        campaign.action_start()
+        campaign._saas_advance()
+        self.run_operations()
+        return campaign
+
     def drive_started(self, campaign, timeout=240):
         deadline = time.monotonic() + timeout
         while campaign.state == "running" and time.monotonic() < deadline:
@@ -283,10 +288,7 @@ class TestFleetUpdates(ServedClonesCase):
     def test_a_killed_worker_is_resumed_and_the_update_collected(self):
         instance = self.instances(1)
         self.release("1.1.0", "good")
-        campaign = self.campaign(instance)
-        campaign.action_start()
-        campaign._saas_advance()
-        self.run_operations()
+        campaign = self.first_update(instance)
         operation = campaign.line_ids.operation_id
         self.assertTrue(operation.params.get("pid"))
         # The worker dies after starting the child, before recording its pid.
@@ -304,10 +306,7 @@ class TestFleetUpdates(ServedClonesCase):
         instance = self.instances(1)
         before = (self.counts(instance), self.probe_rows(instance))
         self.release("1.2.0", "bad")
-        campaign = self.campaign(instance)
-        campaign.action_start()
-        campaign._saas_advance()
-        self.run_operations()
+        campaign = self.first_update(instance)
         operation = campaign.line_ids.operation_id
         paths = instance._update_paths(operation)
         deadline = time.monotonic() + 120
